@@ -1,0 +1,40 @@
+# fpml: every target sets up .venv (created, or reinstalled when pyproject.toml changes) first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= fraud
+ARGS   ?=
+
+.PHONY: setup setup-gpu train test test-slow bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup-gpu: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[cuda]'
+
+train: $(STAMP)
+	$(BIN)/fpml train $(CONFIG) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not real_data" fpml tests
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow tests
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0' || $(BIN)/python -m pip install --quiet torch
+	$(BIN)/python bench/train_speed.py $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check fpml pipelines tests bench
+	$(BIN)/ruff format --check fpml pipelines tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,209 @@
+"""Configs: an EDN map of network + hyperparameters, read by name or path, overridden from the command line.
+
+>>> cfg = from_text('{:network [{:type :input :size 2} {:type :linear :size 1}]}')
+>>> cfg["batch-size"], cfg["optimizer"]["name"]
+(100, :adam)
+>>> override(cfg, ["batch-size=50", "optimizer.learning-rate=1e-4"])["optimizer"]["learning-rate"]
+0.0001
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pyrsistent import PMap, PVector, pmap
+
+from fpml import edn, layers, losses, network, optim
+from fpml.edn import Keyword
+from fpml.errors import ConfigError, did_you_mean, one_of
+
+CONFIG_DIR = Path("configs")
+
+
+def _is_data_source(value: Any) -> str | None:
+    if isinstance(value, Keyword) and value == "synthetic":
+        return None
+    return None if isinstance(value, str) and not isinstance(value, Keyword) and value else (
+        'must be :synthetic or a CSV path string like "data/creditcard.csv"')
+
+
+def _is_threshold(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 < value < 1.0
+    return None if ok else "must be a probability in (0, 1)"
+
+
+def _is_test_size(value: Any) -> str | None:
+    if isinstance(value, float) and 0.0 < value < 1.0:
+        return None
+    return layers.is_positive_int(value) and "must be a row count or a fraction in (0, 1)"
+
+
+def _is_columns(value: Any) -> str | None:
+    ok = isinstance(value, PVector) and all(isinstance(c, str) for c in value)
+    return None if ok else 'must be a vector of column names like ["Time"]'
+
+
+def _is_string(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "must be a non-empty string"
+
+
+def _is_bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _is_map(value: Any) -> str | None:
+    return None if isinstance(value, Mapping) else "must be a map"
+
+
+class Setting(NamedTuple):
+    """One top-level config key: its check, default and meaning (the config reference is built from these)."""
+
+    check: Callable[[Any], str | None]
+    default: Any
+    doc: str
+
+
+REQUIRED = layers.REQUIRED
+
+#: Every top-level key a config may have.
+SETTINGS: Mapping[str, Setting] = {
+    "network": Setting(lambda v: None, REQUIRED, "vector of layer maps (see the layer catalogue)"),
+    "seed": Setting(layers.is_non_negative, 0, "master seed: init, split, stream and dropout keys derive from it"),
+    "data": Setting(_is_data_source, Keyword("synthetic"), ':synthetic, or a path to a CSV with the fraud schema'),
+    "synthetic": Setting(_is_map, pmap({"rows": 284_807, "frauds": 492, "seed": 0}),
+                         "size and seed of the synthetic data set: {:rows N :frauds K :seed S}"),
+    "label": Setting(_is_string, "Class", "name of the 0/1 label column"),
+    "drop-columns": Setting(_is_columns, edn.freeze(["Time"]), "columns removed before training"),
+    "test-size": Setting(_is_test_size, 50_000, "rows (or a fraction) held out as the test set, stratified"),
+    "standardize": Setting(_is_bool, False, "scale features to mean 0, std 1 using training statistics"),
+    "stream": Setting(layers.is_one_of("class-balanced", "shuffled"), Keyword("class-balanced"),
+                      "training stream: every epoch class-balanced (classes interleaved), or shuffled"),
+    "epoch-count": Setting(layers.is_positive_int, 30, "number of epochs"),
+    "epoch-size": Setting(layers.is_positive_int, 200_000, "samples per epoch (a multiple of batch-size)"),
+    "batch-size": Setting(layers.is_positive_int, 100, "samples per training step"),
+    "optimizer": Setting(_is_map, edn.freeze({"name": Keyword("adam"), "learning-rate": 1e-3}),
+                         "{:name :adam ...optax arguments}, optional :clip-global-norm, schedule maps"),
+    "loss": Setting(layers.is_one_of("auto", *losses.LOSSES), Keyword("auto"),
+                    "auto (from the final layer), softmax-cross-entropy, binary-cross-entropy or mse"),
+    "threshold": Setting(_is_threshold, 0.5, "decision threshold on P(positive class)"),
+    "beta": Setting(layers.is_positive, 1.0, "beta of the F-beta score that picks the best epoch"),
+    "run-dir": Setting(_is_string, "runs", "folder under which each run gets its own folder"),
+}
+
+
+def validate(raw: Any, source: str = "config") -> PMap:
+    """Check every key, fill defaults, and check the network and optimizer build. Returns the full config."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: a config must be an EDN map like {{:network [...]}}, got {edn.dumps(raw)[:60]}")
+    for key in raw:
+        if key not in SETTINGS:
+            raise ConfigError(f"{source}: unknown key :{key}{did_you_mean(key, SETTINGS)}; "
+                              f"allowed: {one_of(':' + k for k in SETTINGS)}")
+    full = {}
+    for key, setting in SETTINGS.items():
+        if key not in raw:
+            if setting.default is REQUIRED:
+                raise ConfigError(f"{source}: missing :{key} ({setting.doc})")
+            full[key] = setting.default
+            continue
+        complaint = setting.check(raw[key])
+        if complaint:
+            raise ConfigError(f"{source}: :{key} {complaint}, got {edn.dumps(raw[key])}")
+        full[key] = raw[key]
+    cfg = pmap(full)
+    net = network.build(cfg["network"])
+    losses.resolve_loss(cfg["loss"], net)
+    optim.optimizer(cfg["optimizer"])
+    if cfg["epoch-size"] % cfg["batch-size"]:
+        raise ConfigError(f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
+                          f"{cfg['batch-size']} (try {cfg['epoch-size'] // cfg['batch-size'] * cfg['batch-size']})")
+    return cfg.set("network", net.description)
+
+
+def from_text(text: str, source: str = "config") -> PMap:
+    """Read and validate a config from EDN text."""
+    return validate(edn.loads(text, source), source)
+
+
+def resolve_path(name_or_path: str, config_dir: Path = CONFIG_DIR) -> Path:
+    """``fraud`` -> ``configs/fraud.edn``; an existing path is used as it is."""
+    path = Path(name_or_path)
+    if path.suffix == ".edn" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    candidate = config_dir / f"{name_or_path}.edn"
+    if not candidate.is_file():
+        names = sorted(p.stem for p in config_dir.glob("*.edn"))
+        raise ConfigError(f"unknown config {name_or_path!r}{did_you_mean(name_or_path, names)}; "
+                          f"configs in {config_dir}/: {', '.join(names) or 'none'}")
+    return candidate
+
+
+def load(name_or_path: str, overrides: Iterable[str] = (), config_dir: Path = CONFIG_DIR) -> PMap:
+    """Read ``configs/NAME.edn`` (or a path), apply ``key=value`` overrides, validate."""
+    path = resolve_path(name_or_path, config_dir)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from None
+    raw = edn.loads(text, str(path))
+    return validate(_apply_overrides(raw, overrides), str(path))
+
+
+# ---------------------------------------------------------------------------------------------- overrides
+
+_EDN_START = re.compile(r"^([\[{(#:\"\\]|[-+]?\.?\d|true$|false$|nil$)")
+
+
+def parse_value(text: str) -> Any:
+    """An override value: EDN when it looks like EDN (numbers, keywords, collections, strings,
+    true/false/nil), otherwise the plain string (so ``data=path/to.csv`` works)."""
+    if not _EDN_START.match(text):
+        return text
+    value = edn.loads(text, f"value {text!r}")
+    return str(value) if isinstance(value, Keyword) and not text.startswith(":") else value
+
+
+def _set_in(data: Any, path: list[str], value: Any, full: str) -> Any:
+    head, rest = path[0], path[1:]
+    if isinstance(data, PVector):
+        if not head.isdigit() or int(head) >= len(data):
+            raise ConfigError(f"override {full!r}: {head!r} is not an index of a {len(data)}-element vector")
+        index = int(head)
+        return data.set(index, _set_in(data[index], rest, value, full) if rest else value)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"override {full!r}: cannot set {head!r} inside {edn.dumps(data)}")
+    if rest:
+        if head not in data:
+            raise ConfigError(f"override {full!r}: no key :{head} here{did_you_mean(head, data)}; "
+                              f"present: {one_of(':' + str(k) for k in data)}")
+        return data.set(head, _set_in(data[head], rest, value, full))
+    return data.set(head, value)
+
+
+def _apply_overrides(raw: Any, overrides: Iterable[str]) -> Any:
+    if not isinstance(raw, Mapping):
+        return raw
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. epoch-count=3")
+        path = key.split(".")
+        if path[0] not in SETTINGS:
+            raise ConfigError(f"override {item!r}: unknown key :{path[0]}{did_you_mean(path[0], SETTINGS)}")
+        base = raw if path[0] in raw or len(path) == 1 else raw.set(path[0], SETTINGS[path[0]].default)
+        raw = _set_in(base, path, parse_value(text), item)
+    return raw
+
+
+def reference() -> str:
+    """The config reference as a Markdown table (kept in the README)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, s in SETTINGS.items():
+        default = "required" if s.default is REQUIRED else f"`{edn.dumps(s.default)}`"
+        rows.append(f"| `:{key}` | {default} | {s.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,64 @@
+"""Infinite training streams as pure functions of ``(key, epoch)``, computed on device inside ``jit``.
+
+Cortex's ``infinite-class-balanced-dataset``: each class is cycled forever, with a fresh shuffle every
+pass through it; the classes are strictly interleaved (A, B, A, B...) and the stream is cut into epochs,
+so every epoch -- and, with an even batch size, every batch -- is exactly balanced. A shuffled stream is
+the same with one class: all rows.
+
+Nothing is materialised on the host: :func:`epoch_indices` returns the row indices of one epoch and is
+traced into the compiled epoch.
+
+>>> import jax, numpy as np
+>>> s = class_balanced(np.array([0, 0, 0, 1, 0]))
+>>> idx = np.asarray(epoch_indices(s, jax.random.key(0), 0, 6))
+>>> idx[1::2].tolist()  # every second row is the single row of class 1
+[3, 3, 3]
+>>> len(set(idx[0::2].tolist()))  # class 0 rows are drawn without repeats within a pass
+3
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Stream(NamedTuple):
+    """Row indices of each class (a pytree of arrays: pass it into ``jit`` as an argument)."""
+
+    classes: tuple[jax.Array, ...]
+
+
+def class_balanced(labels: np.ndarray) -> Stream:
+    """A stream that interleaves every class present in ``labels`` (class index per row)."""
+    labels = np.asarray(labels)
+    return Stream(tuple(jnp.asarray(np.flatnonzero(labels == c), jnp.int32) for c in np.unique(labels)))
+
+
+def shuffled(n_rows: int) -> Stream:
+    """A stream that cycles through all rows, reshuffled on every pass."""
+    return Stream((jnp.arange(n_rows, dtype=jnp.int32),))
+
+
+def _cycle(key: jax.Array, rows: jax.Array, start: jax.Array, count: int) -> jax.Array:
+    """Items ``start .. start+count`` of the endless sequence ``perm_0(rows), perm_1(rows), ...``."""
+    n = rows.shape[0]
+    passes = count // n + 2  # enough whole passes to cover any window of ``count`` items
+    first = start // n
+    perms = jax.vmap(lambda p: jax.random.permutation(jax.random.fold_in(key, p), n))(first + jnp.arange(passes))
+    window = jax.lax.dynamic_slice(perms.reshape(-1), (start - first * n,), (count,))
+    return rows[window]
+
+
+def epoch_indices(stream: Stream, key: jax.Array, epoch: jax.Array | int, epoch_size: int) -> jax.Array:
+    """Row indices of epoch ``epoch``: ``epoch_size`` of them, classes interleaved. Pure and jit-friendly."""
+    n_classes = len(stream.classes)
+    if epoch_size % n_classes:
+        raise ValueError(f"epoch size {epoch_size} is not a multiple of the {n_classes} classes")
+    per_class = epoch_size // n_classes
+    start = jnp.asarray(epoch, jnp.int32) * per_class
+    parts = [_cycle(jax.random.fold_in(key, c), rows, start, per_class) for c, rows in enumerate(stream.classes)]
+    return jnp.stack(parts, axis=1).reshape(-1)

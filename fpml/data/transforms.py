@@ -1,0 +1,92 @@
+"""Pure dataset transforms: each takes data (and a PRNG key where it is random) and returns new data.
+
+They compose with toolz (curried, data last):
+
+>>> import jax, toolz
+>>> from fpml.data import synthetic
+>>> prep = toolz.compose(to_dataset("Class"), drop_columns(["Time"]))
+>>> data = prep(synthetic.generate(seed=1, rows=1_000, frauds=20))
+>>> train, test = split(jax.random.key(0), 200, data)
+>>> len(train), len(test), test.class_counts.tolist()
+(800, 200, [196, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import pandas as pd
+from toolz import curry
+
+from fpml.data.dataset import Dataset, dataset
+from fpml.errors import ConfigError, DataError
+
+
+@curry
+def drop_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame without ``columns`` (each must exist)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ConfigError(f":drop-columns names column(s) not in the data: {', '.join(missing)}; "
+                          f"columns: {', '.join(map(str, frame.columns))}")
+    return frame.drop(columns=list(columns))
+
+
+@curry
+def to_dataset(label: str, frame: pd.DataFrame, n_classes: int = 2) -> Dataset:
+    """Features = every column but ``label``; labels one-hot encoded (class k -> e_k)."""
+    if label not in frame.columns:
+        raise DataError(f"label column {label!r} is not in the data; columns: {', '.join(map(str, frame.columns))}")
+    classes = frame[label].to_numpy(np.int64)
+    features = frame.drop(columns=[label])
+    return dataset(features.to_numpy(np.float32), np.eye(n_classes, dtype=np.float32)[classes],
+                   tuple(map(str, features.columns)))
+
+
+def take(data: Dataset, rows: np.ndarray) -> Dataset:
+    """The given rows of ``data``."""
+    return dataset(data.x[rows], data.y[rows], data.features)
+
+
+@curry
+def split(key: jax.Array, test_size: int | float, data: Dataset) -> tuple[Dataset, Dataset]:
+    """Stratified random split -> ``(train, test)``; the test set keeps each class's share.
+
+    ``test_size`` is a row count or a fraction. Each class contributes ``round(test_rows * share)`` rows;
+    rows keep their original order within each part.
+    """
+    n = len(data)
+    test_rows = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
+    if not 0 < test_rows < n:
+        raise ConfigError(f":test-size {test_size} leaves no rows for training or testing ({n} rows in all)")
+    labels = data.labels
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, int(c)), len(members)))
+        chosen.append(members[order[: int(round(test_rows * len(members) / n))]])
+    is_test = np.zeros(n, bool)
+    is_test[np.concatenate(chosen)] = True
+    return take(data, np.flatnonzero(~is_test)), take(data, np.flatnonzero(is_test))
+
+
+class Standardizer(NamedTuple):
+    """Per-feature mean and standard deviation, fitted on training data."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def fit_standardizer(data: Dataset) -> Standardizer:
+    """Feature means and standard deviations of ``data`` (a constant feature gets std 1)."""
+    std = data.x.std(axis=0, dtype=np.float64)
+    return Standardizer(data.x.mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
+
+
+@curry
+def standardize(stats: Standardizer, data: Dataset) -> Dataset:
+    """``(x - mean) / std`` with statistics from :func:`fit_standardizer` (fit them on training data)."""
+    return dataset((data.x - stats.mean) / stats.std, data.y, data.features)

@@ -1,0 +1,48 @@
+"""Every failure fpml reports to a user is an :class:`FpmlError`: one line, naming what is wrong and what is allowed."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FpmlError(Exception):
+    """Base of fpml's own errors. ``str(err)`` is a complete one-line message."""
+
+
+class ConfigError(FpmlError):
+    """A config or network description is malformed: names the key, the bad value and what is allowed."""
+
+
+class DataError(FpmlError):
+    """A data file or dataset is unusable: names the file, column and row."""
+
+
+class CheckpointError(FpmlError):
+    """A checkpoint cannot be read or does not fit the network it is loaded for."""
+
+
+class TrainingDiverged(FpmlError):
+    """The loss became NaN or infinite; training stopped at ``epoch``/``step``."""
+
+    def __init__(self, epoch: int, step: int, loss: float):
+        super().__init__(
+            f"loss became {loss} at epoch {epoch}, step {step}; training stopped "
+            "(the best network so far is kept). Lower the learning rate or add gradient clipping."
+        )
+        self.epoch, self.step, self.loss = epoch, step, loss
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A hint naming the nearest valid choice, or '' when nothing is close.
+
+    >>> did_you_mean("lineer", ["linear", "relu"])
+    " (did you mean 'linear'?)"
+    """
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def one_of(choices: Iterable[str]) -> str:
+    """``choices`` as a sorted, readable list for messages."""
+    return ", ".join(sorted(str(c) for c in choices))

@@ -1,0 +1,257 @@
+"""A network description (a vector of layer maps) -> a :class:`Network` of plain composed functions.
+
+>>> import jax
+>>> from fpml import layers
+>>> net = build([layers.input(3), layers.linear_then("relu", 4), layers.linear(2), layers.softmax()])
+>>> params = net.init(jax.random.key(0))
+>>> sorted(params)
+['linear-1', 'linear-2']
+>>> net.apply(params, jax.numpy.ones((5, 3))).shape
+(5, 2)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import toolz
+from pyrsistent import PMap, PVector, pmap, pvector
+
+from fpml import edn
+from fpml.edn import Keyword
+from fpml.errors import ConfigError, did_you_mean, one_of
+from fpml.layers import LAYER_TYPES, REQUIRED, Layer
+
+Params = dict[str, Any]
+HEADS = ("softmax", "logistic")
+
+
+class Stage(NamedTuple):
+    """One compiled step of a network: the layer map it came from and its :class:`Layer`."""
+
+    layer_id: str
+    layer: Layer
+    owns_params: bool
+
+
+class Network(NamedTuple):
+    """A compiled network. ``description`` is the normalised data; the rest are pure functions of it.
+
+    - ``init(key) -> params``: a dict of per-layer parameters keyed by layer id.
+    - ``apply(params, x, *, key=None, train=False) -> y``: the network's output.
+    - ``logits(...)``: the same, stopping before a final softmax/logistic (``head``), for stable losses.
+    """
+
+    description: PVector
+    init: Callable[[jax.Array], Params]
+    apply: Callable[..., jax.Array]
+    logits: Callable[..., jax.Array]
+    head: str | None
+    input_size: int
+    output_size: int
+
+    def __repr__(self) -> str:
+        return edn.pretty(self.description)
+
+
+# ------------------------------------------------------------------------------------------ normalisation
+
+
+def _where(index: int, layer: Mapping) -> str:
+    name = layer.get("id") or layer.get("type")
+    return f"network layer {index} ({name})"
+
+
+def _check_layer(index: int, layer: Any) -> PMap:
+    if not isinstance(layer, Mapping):
+        raise ConfigError(f"network layer {index}: expected a map like {{:type :linear :size 10}}, got {layer!r}")
+    kind = layer.get("type")
+    if kind is None:
+        raise ConfigError(f"network layer {index}: missing :type (one of {one_of(LAYER_TYPES)})")
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
+        raise ConfigError(
+            f"network layer {index}: unknown layer type {edn.dumps(kind)}{did_you_mean(kind, LAYER_TYPES)}; "
+            f"known types: {one_of(LAYER_TYPES)}"
+        )
+    spec = LAYER_TYPES[kind]
+    allowed = {"type", "id", *spec.keys}
+    values = {}
+    for key, value in layer.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"{_where(index, layer)}: unknown key {edn.dumps(Keyword(str(key)))} for a :{kind} layer"
+                f"{did_you_mean(key, allowed)}; allowed: {one_of(':' + k for k in allowed)}"
+            )
+    if "id" in layer and not (isinstance(layer["id"], str) and layer["id"]):
+        raise ConfigError(f"{_where(index, layer)}: :id must be a keyword like :data, got {edn.dumps(layer['id'])}")
+    for key, (check, default) in spec.keys.items():
+        if key not in layer:
+            if default is REQUIRED:
+                raise ConfigError(f"{_where(index, layer)}: :{kind} needs :{key}")
+            continue
+        complaint = check(layer[key])
+        if complaint:
+            raise ConfigError(f"{_where(index, layer)}: :{key} {complaint}, got {edn.dumps(layer[key])}")
+        values[key] = layer[key]
+    if kind == "dropout" and ("keep" in layer) == ("rate" in layer):
+        raise ConfigError(f"{_where(index, layer)}: give exactly one of :keep (probability to keep a unit) or :rate")
+    return pmap({**layer, "type": Keyword(kind)})
+
+
+def normalize(description: Sequence[Mapping]) -> PVector:
+    """Validate a description and give every layer an ``:id`` (``linear-1``, ``relu-1``... where missing).
+
+    Raises :class:`ConfigError` naming the layer, the key, the bad value and what is allowed.
+    """
+    if isinstance(description, str | Mapping) or not isinstance(description, Sequence):
+        raise ConfigError(f"network: expected a vector of layer maps, got {edn.dumps(description)[:60]}")
+    layers = [_check_layer(i, layer) for i, layer in enumerate(description)]
+    if not layers or layers[0]["type"] != "input":
+        raise ConfigError("network: the first layer must be {:type :input :size N}")
+    for i, layer in enumerate(layers[1:], start=1):
+        if layer["type"] == "input":
+            raise ConfigError(f"network layer {i}: only the first layer may be an :input layer")
+    if len(layers) == 1:
+        raise ConfigError("network: needs at least one layer after the input layer")
+    counts: Counter[str] = Counter()
+    named = []
+    for layer in layers:
+        base = str(layer["type"]).split("->")[0]
+        counts[base] += 1
+        named.append(layer if "id" in layer else layer.set("id", Keyword(f"{base}-{counts[base]}")))
+    seen = Counter(str(layer["id"]) for layer in named)
+    duplicates = sorted(i for i, n in seen.items() if n > 1)
+    if duplicates:
+        raise ConfigError(f"network: duplicate layer id {', '.join(':' + d for d in duplicates)}; ids must be unique")
+    return pvector(named)
+
+
+# ------------------------------------------------------------------------------------------------ compile
+
+
+def _options(layer: Mapping) -> dict[str, Any]:
+    spec = LAYER_TYPES[layer["type"]]
+    return {key: layer.get(key, None if default is REQUIRED else default) for key, (_, default) in spec.keys.items()}
+
+
+def _next_activation(layers: Sequence[Mapping], index: int) -> str | None:
+    for layer in layers[index + 1:]:
+        activation = LAYER_TYPES[layer["type"]].activation
+        if activation or LAYER_TYPES[layer["type"]].has_size:
+            return activation
+    return None
+
+
+def _stages(layers: PVector) -> list[Stage]:
+    stages = []
+    for index, layer in enumerate(layers):
+        built = LAYER_TYPES[layer["type"]].build(_options(layer), _next_activation(layers, index))
+        stages.extend(Stage(str(layer["id"]), part, owns_params=(j == 0)) for j, part in enumerate(built))
+    return stages
+
+
+def _init_fn(stages: Sequence[Stage], input_size: int) -> Callable[[jax.Array], Params]:
+    def init(key: jax.Array) -> Params:
+        shape: tuple[int, ...] = (input_size,)
+        params = {}
+        for index, stage in enumerate(stages):
+            shape, p = stage.layer.init(jax.random.fold_in(key, index), shape)
+            if p is not None:
+                params[stage.layer_id] = p
+        return params
+
+    return init
+
+
+def _apply_fn(stages: Sequence[Stage]) -> Callable[..., jax.Array]:
+    stochastic = any(stage.layer.stochastic for stage in stages)
+
+    def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        if train and stochastic and key is None:
+            raise ValueError("apply(..., train=True) needs a PRNG key: the network has dropout layers")
+        steps = [
+            partial(
+                stage.layer.apply,
+                params.get(stage.layer_id) if stage.owns_params else None,
+                key=None if key is None else jax.random.fold_in(key, index),
+                train=train,
+            )
+            for index, stage in enumerate(stages)
+        ]
+        return toolz.pipe(x, *steps)
+
+    return apply
+
+
+def build(description: Sequence[Mapping]) -> Network:
+    """Validate and compile a description into a :class:`Network`."""
+    layers = normalize(description)
+    stages = _stages(layers)
+    last = LAYER_TYPES[layers[-1]["type"]].activation
+    head = last if last in HEADS else None
+    input_size = layers[0]["size"]
+    init = _init_fn(stages, input_size)
+    output_size = jax.eval_shape(lambda: _apply_fn(stages)(init(jax.random.key(0)), jnp.zeros((1, input_size)))).shape[-1]
+    return Network(
+        description=layers,
+        init=init,
+        apply=_apply_fn(stages),
+        logits=_apply_fn(stages[:-1] if head else stages),
+        head=head,
+        input_size=input_size,
+        output_size=output_size,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- describe
+
+
+class LayerRow(NamedTuple):
+    """One row of :func:`summary`."""
+
+    layer_id: str
+    type: str
+    output_shape: tuple[int, ...]
+    param_shapes: Mapping[str, tuple[int, ...]]
+    param_count: int
+
+
+def summary(network: Network) -> tuple[LayerRow, ...]:
+    """Per-layer ids, types, output shapes and parameter shapes/counts (computed abstractly, no FLOPs)."""
+    shapes = jax.eval_shape(network.init, jax.random.key(0))
+    rows = []
+    width = network.input_size
+    for layer in network.description:
+        p = shapes.get(str(layer["id"]), {})
+        width = layer.get("size", width) if LAYER_TYPES[layer["type"]].has_size else width
+        pshapes = {name: tuple(leaf.shape) for name, leaf in p.items()}
+        count = sum(int(jnp.prod(jnp.array(s))) if s else 1 for s in pshapes.values())
+        rows.append(LayerRow(str(layer["id"]), str(layer["type"]), (width,), pshapes, count))
+    return tuple(rows)
+
+
+def describe(network: Network) -> str:
+    """The layer table as text: id, type, output shape, parameter shapes, count, and the total.
+
+    >>> from fpml import layers
+    >>> print(describe(build([layers.input(3), layers.linear(2)])))  # doctest: +NORMALIZE_WHITESPACE
+    layer      type     output   parameters        count
+    input-1    input    (3,)                           0
+    linear-1   linear   (2,)     b (2,), w (3, 2)      8
+    total                                              8
+    """
+    rows = summary(network)
+    table = [("layer", "type", "output", "parameters", "count")]
+    for row in rows:
+        params = ", ".join(f"{name} {shape}" for name, shape in sorted(row.param_shapes.items()))
+        table.append((row.layer_id, row.type, str(row.output_shape), params, str(row.param_count)))
+    table.append(("total", "", "", "", str(sum(row.param_count for row in rows))))
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    lines = ["   ".join(cell.rjust(w) if i == 4 else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+             for r in table]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,100 @@
+"""Config map -> optax ``GradientTransformation``: any optax optimizer by name, schedules, clipping.
+
+>>> from fpml.edn import loads
+>>> opt = optimizer(loads("{:name :sgd :learning-rate 0.1 :momentum 0.9 :nesterov true}"))
+>>> type(opt).__name__
+'GradientTransformationExtraArgs'
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optax
+
+from fpml.errors import ConfigError, did_you_mean, one_of
+
+#: The optax optimizers a config may name (kebab-case in EDN: ``:noisy-sgd``).
+OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]] = {
+    name.replace("_", "-"): getattr(optax, name)
+    for name in ("adabelief", "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamaxw", "adamw",
+                 "adan", "amsgrad", "fromage", "lamb", "lars", "lion", "nadam", "nadamw", "novograd",
+                 "noisy_sgd", "radam", "rmsprop", "rprop", "sgd", "sign_sgd", "sm3", "yogi")
+    if hasattr(optax, name)
+}
+
+#: Learning-rate schedules (``{:schedule :cosine-decay :init-value 1e-3 :decay-steps 10000}``).
+SCHEDULES: Mapping[str, Callable[..., optax.Schedule]] = {
+    "constant": optax.constant_schedule,
+    "linear": optax.linear_schedule,
+    "cosine-decay": optax.cosine_decay_schedule,
+    "warmup-cosine-decay": optax.warmup_cosine_decay_schedule,
+    "exponential-decay": optax.exponential_decay,
+    "piecewise-constant": optax.piecewise_constant_schedule,
+    "polynomial": optax.polynomial_schedule,
+}
+
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+def _snake(key: str) -> str:
+    return str(key).replace("-", "_")
+
+
+def _call(fn: Callable, args: Mapping[str, Any], where: str) -> Any:
+    """Call ``fn`` with kebab-case ``args``, naming any argument it does not take."""
+    accepted = inspect.signature(fn).parameters
+    for key in args:
+        if _snake(key) not in accepted:
+            kebab = [p.replace("_", "-") for p in accepted]
+            raise ConfigError(f"{where}: unknown argument :{key}{did_you_mean(key, kebab)}; "
+                              f"allowed: {one_of(':' + k for k in kebab)}")
+    try:
+        return fn(**{_snake(k): (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items()})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def schedule(spec: Mapping[str, Any]) -> optax.Schedule:
+    """A learning-rate schedule from ``{:schedule NAME ...optax arguments}``."""
+    name = spec.get("schedule")
+    if name not in SCHEDULES:
+        raise ConfigError(f"optimizer :learning-rate: unknown :schedule {name!r}{did_you_mean(name, SCHEDULES)}; "
+                          f"allowed: {one_of(SCHEDULES)}")
+    args = {k: v for k, v in spec.items() if k != "schedule"}
+    return _call(SCHEDULES[name], args, f"optimizer :learning-rate schedule :{name}")
+
+
+def optimizer(spec: Mapping[str, Any]) -> optax.GradientTransformation:
+    """An optax optimizer from ``{:name :adam :learning-rate 1e-3 ...}``.
+
+    Every key but ``:name`` and ``:clip-global-norm`` is passed to the optax function (kebab-case to
+    snake_case). ``:learning-rate`` may be a number or a schedule map and defaults to 1e-3.
+    ``:clip-global-norm N`` clips gradients to global norm N first.
+    """
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f":optimizer must be a map like {{:name :adam :learning-rate 1e-3}}, got {spec!r}")
+    name = spec.get("name")
+    if name not in OPTIMIZERS:
+        raise ConfigError(f":optimizer :name {name!r} is unknown{did_you_mean(name, OPTIMIZERS)}; "
+                          f"allowed: {one_of(OPTIMIZERS)}")
+    args = {k: v for k, v in spec.items() if k not in ("name", "clip-global-norm")}
+    rate = args.get("learning-rate", DEFAULT_LEARNING_RATE)
+    if isinstance(rate, Mapping):
+        rate = schedule(rate)
+    elif isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise ConfigError(f":optimizer :learning-rate must be a positive number or a schedule map, got {rate!r}")
+    for key, value in args.items():
+        if key != "learning-rate" and not (value is None or isinstance(value, bool | int | float)):
+            raise ConfigError(f":optimizer :{name}: :{key} must be a number or true/false, got {value!r}")
+    if "learning_rate" in inspect.signature(OPTIMIZERS[name]).parameters:
+        args["learning-rate"] = rate
+    transform = _call(OPTIMIZERS[name], args, f":optimizer :{name}")
+    clip = spec.get("clip-global-norm")
+    if clip is None:
+        return transform
+    if isinstance(clip, bool) or not isinstance(clip, int | float) or clip <= 0:
+        raise ConfigError(f":optimizer :clip-global-norm must be a positive number, got {clip!r}")
+    return optax.chain(optax.clip_by_global_norm(clip), transform)
