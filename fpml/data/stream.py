@@ -43,14 +43,48 @@ def shuffled(n_rows: int) -> Stream:
     return Stream((jnp.arange(n_rows, dtype=jnp.int32),))
 
 
+FEISTEL_ROUNDS = 6
+
+
+def _mix(x: jax.Array) -> jax.Array:
+    """A 32-bit integer hash (``lowbias32``): the round function of the shuffle."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _feistel(i: jax.Array, round_keys: jax.Array, half_bits: int) -> jax.Array:
+    """A keyed bijection of ``[0, 4**half_bits)``: a balanced Feistel network."""
+    mask = jnp.uint32((1 << half_bits) - 1)
+    left, right = i >> half_bits, i & mask
+    for r in range(FEISTEL_ROUNDS):
+        left, right = right, left ^ (_mix(right ^ round_keys[..., r]) & mask)
+    return (left << half_bits) | right
+
+
+def permute(i: jax.Array, round_keys: jax.Array, n: int) -> jax.Array:
+    """Position ``i`` of a keyed random permutation of ``[0, n)``, computed element-wise (no sort).
+
+    A Feistel bijection of the smallest ``[0, 4**h)`` covering ``n``, restricted to ``[0, n)`` by
+    cycle-walking (re-applying it until the value falls below ``n``), is a bijection of ``[0, n)``.
+    Sorting-based shuffles of the majority class cost ~15x more on CPU.
+    """
+    half_bits = max(1, (int(n - 1).bit_length() + 1) // 2)
+    y = _feistel(i.astype(jnp.uint32), round_keys, half_bits)
+    return jax.lax.while_loop(lambda y: jnp.any(y >= n),
+                              lambda y: jnp.where(y >= n, _feistel(y, round_keys, half_bits), y), y)
+
+
 def _cycle(key: jax.Array, rows: jax.Array, start: jax.Array, count: int) -> jax.Array:
     """Items ``start .. start+count`` of the endless sequence ``perm_0(rows), perm_1(rows), ...``."""
     n = rows.shape[0]
-    passes = count // n + 2  # enough whole passes to cover any window of ``count`` items
-    first = start // n
-    perms = jax.vmap(lambda p: jax.random.permutation(jax.random.fold_in(key, p), n))(first + jnp.arange(passes))
-    window = jax.lax.dynamic_slice(perms.reshape(-1), (start - first * n,), (count,))
-    return rows[window]
+    position = start + jnp.arange(count)
+    first_pass, passes = start // n, count // n + 2  # passes: enough to cover any window of ``count`` items
+    round_keys = jax.vmap(lambda p: jax.random.bits(jax.random.fold_in(key, p), (FEISTEL_ROUNDS,), jnp.uint32))(
+        first_pass + jnp.arange(passes))
+    return rows[permute(position % n, round_keys[position // n - first_pass], n).astype(jnp.int32)]
 
 
 def epoch_indices(stream: Stream, key: jax.Array, epoch: jax.Array | int, epoch_size: int) -> jax.Array:
