@@ -11,10 +11,11 @@ from fpml.errors import FpmlError
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fpml import config
+    from fpml import config, runtime
     from pipelines import fraud
 
     cfg = config.load(args.config, args.overrides)
+    runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
     name = Path(args.config).stem
     result = fraud.run(cfg, name, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet:

@@ -3,7 +3,7 @@
 >>> cfg = from_text('{:network [{:type :input :size 2} {:type :linear :size 1}]}')
 >>> cfg["batch-size"], cfg["optimizer"]["name"]
 (100, :adam)
->>> override(cfg, ["batch-size=50", "optimizer.learning-rate=1e-4"])["optimizer"]["learning-rate"]
+>>> validate(override(cfg, ["batch-size=50", "optimizer.learning-rate=1e-4"]))["optimizer"]["learning-rate"]
 0.0001
 """
 
@@ -90,6 +90,9 @@ SETTINGS: Mapping[str, Setting] = {
                     "auto (from the final layer), softmax-cross-entropy, binary-cross-entropy or mse"),
     "threshold": Setting(_is_threshold, 0.5, "decision threshold on P(positive class)"),
     "beta": Setting(layers.is_positive, 1.0, "beta of the F-beta score that picks the best epoch"),
+    "cpu-cores": Setting(lambda v: None if v in ("auto", "all") or (isinstance(v, int) and not isinstance(v, bool)
+                                                                   and v > 0) else "must be :auto, :all or a positive integer",
+                         Keyword("auto"), "CPU cores to train on; :auto uses one core for small networks (faster)"),
     "run-dir": Setting(_is_string, "runs", "folder under which each run gets its own folder"),
 }
 
@@ -151,7 +154,7 @@ def load(name_or_path: str, overrides: Iterable[str] = (), config_dir: Path = CO
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
     raw = edn.loads(text, str(path))
-    return validate(_apply_overrides(raw, overrides), str(path))
+    return validate(override(raw, overrides), str(path))
 
 
 # ---------------------------------------------------------------------------------------------- overrides
@@ -185,7 +188,8 @@ def _set_in(data: Any, path: list[str], value: Any, full: str) -> Any:
     return data.set(head, value)
 
 
-def _apply_overrides(raw: Any, overrides: Iterable[str]) -> Any:
+def override(raw: Any, overrides: Iterable[str]) -> Any:
+    """``raw`` with each ``key=value`` applied (dotted keys for nesting, integer segments index vectors)."""
     if not isinstance(raw, Mapping):
         return raw
     for item in overrides:

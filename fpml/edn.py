@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,8 @@ def _freeze(value: Any, where: str) -> Any:
         return pvector(_freeze(v, where) for v in value)
     if isinstance(value, frozenset | set):
         return frozenset(_freeze(v, where) for v in value)
+    if isinstance(value, Fraction):
+        return float(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     raise ConfigError(f"{where}: unsupported EDN value {value!r} (use maps, vectors, keywords, numbers, strings)")
@@ -53,12 +56,35 @@ def _position(text: str, offset: int) -> str:
     return f"line {line}, column {column}"
 
 
+def _odd_map(text: str) -> str:
+    """Position of the innermost map in ``text`` that does not read on its own (a key without a value)."""
+    stack, found = [], ""
+    in_string = escaped = False
+    for offset, char in enumerate(text):
+        if in_string:
+            in_string, escaped = (char != '"' or escaped), (char == "\\" and not escaped)
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            stack.append(offset)
+        elif char == "}" and stack:
+            start = stack.pop()
+            try:
+                edn_format.loads(text[start:offset + 1])
+            except Exception:  # noqa: BLE001 - any failure marks this map as the culprit
+                found = found or _position(text, start)
+    return found
+
+
 def _syntax_error(text: str, source: str, err: Exception) -> ConfigError:
     message = str(err)
     token = re.match(r"LexToken\((\w+),'?(.*?)'?,\d+,(\d+)\)", message)
     if token:
         kind, value, offset = token.groups()
         return ConfigError(f"{source}: EDN syntax error at {_position(text, int(offset))}: unexpected {value!r}")
+    if "Even number of terms" in message:
+        where = _odd_map(text)
+        return ConfigError(f"{source}: EDN syntax error{where and ' at ' + where}: a map has a key without a value")
     if "EOF" in message:
         return ConfigError(
             f"{source}: EDN syntax error at {_position(text, len(text.rstrip()))}: "
@@ -77,7 +103,8 @@ def loads(text: str, source: str = "<edn>") -> Any:
         forms = edn_format.loads_all(text)
     except edn_format.EDNDecodeError as err:
         raise _syntax_error(text, source, err) from None
-    except (NotImplementedError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+    except (NotImplementedError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            ZeroDivisionError) as err:
         raise ConfigError(f"{source}: EDN cannot be read: {err}") from None
     if len(forms) != 1:
         raise ConfigError(f"{source}: expected one EDN form, found {len(forms)}")

@@ -18,6 +18,7 @@ pmap({'type': :linear, 'size': 20})
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -127,27 +128,33 @@ def is_positive_int(value: Any) -> str | None:
 
 
 def is_probability(value: Any) -> str | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 < value <= 1.0
+    ok = _finite(value) and 0.0 < value <= 1.0
     return None if ok else "must be a number in (0, 1]"
 
 
 def is_rate(value: Any) -> str | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value < 1.0
+    ok = _finite(value) and 0.0 <= value < 1.0
     return None if ok else "must be a number in [0, 1)"
 
 
 def is_non_negative(value: Any) -> str | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0.0
+    ok = _finite(value) and value >= 0.0
     return None if ok else "must be a number >= 0"
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def is_number(value: Any) -> str | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    return None if ok else "must be a number"
+    return None if _finite(value) else "must be a finite number"
 
 
 def is_positive(value: Any) -> str | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0
+    ok = _finite(value) and value > 0.0
     return None if ok else "must be a number > 0"
 
 

@@ -5,7 +5,7 @@ softmax/logistic, for numerically stable cross-entropies) or ``outputs``.
 
 >>> import jax.numpy as jnp
 >>> float(mean_squared_error(jnp.array([[1.0, 2.0]]), jnp.array([[1.0, 0.0]]))[0])
-2.0
+4.0
 """
 
 from __future__ import annotations

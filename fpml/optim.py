@@ -53,7 +53,7 @@ def _call(fn: Callable, args: Mapping[str, Any], where: str) -> Any:
                               f"allowed: {one_of(':' + k for k in kebab)}")
     try:
         return fn(**{_snake(k): (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items()})
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as err:
         raise ConfigError(f"{where}: {err}") from None
 
 

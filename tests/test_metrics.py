@@ -37,7 +37,8 @@ def _labels_and_predictions(seed: int, n: int = 150):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_precision_recall_accuracy_confusion_match_sklearn(seed):
     y, pred = _labels_and_predictions(seed)
-    assert metrics.precision(y, pred) == pytest.approx(skm.precision_score(y, pred, zero_division=0), abs=1e-12)
+    expected_precision = skm.precision_score(y, pred, zero_division=0)
+    assert metrics.precision(y, pred) == pytest.approx(expected_precision, abs=1e-12)
     assert metrics.recall(y, pred) == pytest.approx(skm.recall_score(y, pred, zero_division=0), abs=1e-12)
     assert metrics.accuracy(y, pred) == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
     cm = metrics.confusion_matrix(y, pred)

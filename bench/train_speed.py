@@ -1,0 +1,137 @@
+"""Training speed, side by side in one run: fpml's scanned epoch vs a plain PyTorch eager loop.
+
+Same network (29-20-dropout-10-2 softmax, the Cortex fraud net), same optimizer (Adam 1e-3), same
+class-balanced batches, on fpml's synthetic fraud data. Contenders are interleaved with pauses so one
+library's worker threads do not slow the next. Each core setting (one core: fpml's default for small
+networks, see ``fpml.runtime``; all cores) runs in its own child process, since XLA fixes its thread pool
+when it starts; both libraries are measured in both, and the ratio is against PyTorch's faster one.
+Run with ``make bench`` (``ARGS="--batch-sizes 100 1000 --rounds 5"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import toolz
+from rich.console import Console
+from rich.table import Table
+
+from fpml import edn, losses, network, optim, train
+from fpml.data import stream, synthetic, transforms
+
+NET = edn.loads("""[{:type :input :size 29 :id :data} {:type :linear->relu :size 20} {:type :dropout :keep 0.9}
+                    {:type :linear->relu :size 10} {:type :linear :size 2} {:type :softmax :id :label}]""")
+EPOCH_SIZE = 200_000
+
+
+def fpml_contender(data, batch_size):
+    net = network.build(NET)
+    opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 1e-3}"))
+    epoch = train.make_epoch(net, losses.resolve_loss("auto", net), opt, epoch_size=EPOCH_SIZE, batch_size=batch_size)
+    x, y, s = jax.device_put(data.x), jax.device_put(data.y), stream.class_balanced(data.labels)
+    key = jax.random.key(0)
+    box = {"state": train.init_state(net, opt, jax.random.key(1)), "epoch": 0}
+
+    def run_epoch():
+        box["state"], step_losses = epoch(box["state"], x, y, s, key, jnp.int32(box["epoch"]))
+        step_losses.block_until_ready()
+        box["epoch"] += 1
+
+    started = time.perf_counter()
+    run_epoch()
+    return run_epoch, time.perf_counter() - started
+
+
+def torch_contender(data, batch_size):
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(29, 20), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                torch.nn.Linear(20, 10), torch.nn.ReLU(), torch.nn.Linear(10, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.from_numpy(np.array(data.x)), torch.from_numpy(np.array(data.labels))
+    s = stream.class_balanced(data.labels)
+    indices = torch.from_numpy(np.asarray(stream.epoch_indices(s, jax.random.key(0), 0, EPOCH_SIZE), np.int64))
+    batches = indices.reshape(-1, batch_size)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run_epoch():
+        model.train()
+        for rows in batches:
+            opt.zero_grad()
+            loss = loss_fn(model(x[rows]), y[rows])
+            loss.backward()
+            opt.step()
+
+    started = time.perf_counter()
+    run_epoch()  # warm-up, untimed, as fpml's first (compiling) epoch is
+    return run_epoch, time.perf_counter() - started
+
+
+def measure(args) -> list[dict]:
+    """Child process: time every contender at every batch size, interleaved."""
+    frame = synthetic.generate(seed=0)
+    data = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
+    train_part, _ = transforms.split(jax.random.key(1), 50_000, data)
+    rows = []
+    for batch_size in args.batch_sizes:
+        contenders = {"fpml (scanned jit epoch)": fpml_contender(train_part, batch_size)}
+        if not args.no_torch:
+            contenders["PyTorch eager"] = torch_contender(train_part, batch_size)
+        timings: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, (run_epoch, _) in contenders.items():
+                time.sleep(args.pause)
+                started = time.perf_counter()
+                run_epoch()
+                timings[name].append(time.perf_counter() - started)
+        rows += [{"contender": name, "cores": args.cores, "batch": batch_size, "first": contenders[name][1],
+                  "samples_per_s": EPOCH_SIZE / statistics.median(seconds)} for name, seconds in timings.items()]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--rounds", type=int, default=3, help="timed epochs per contender")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds between timed calls")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--cores", choices=["1", "all"], help=argparse.SUPPRESS)  # set in child processes
+    args = parser.parse_args()
+    if args.cores:
+        if args.cores == "1":
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
+        print(json.dumps(measure(args)))
+        return
+    console = Console()
+    console.print(f"data: fpml synthetic fraud data (seed 0, 234,807 training rows); epoch {EPOCH_SIZE:,} samples; "
+                  f"jax {jax.__version__}; {len(os.sched_getaffinity(0))} cores")
+    rows = []
+    for cores in ("1", "all"):
+        child = subprocess.run([sys.executable, __file__, "--cores", cores, *sys.argv[1:]],
+                               capture_output=True, text=True, check=True)
+        rows += json.loads(child.stdout.strip().splitlines()[-1])
+    table = Table(title="training throughput (median of timed epochs; the first epoch, compile or warm-up, untimed)")
+    for column in ("contender", "cores", "batch", "samples/s", "ms/step", "vs best torch", "first epoch s"):
+        table.add_column(column, justify="left" if column == "contender" else "right")
+    for batch_size in args.batch_sizes:
+        at_batch = [r for r in rows if r["batch"] == batch_size]
+        torch_best = max((r["samples_per_s"] for r in at_batch if r["contender"] == "PyTorch eager"), default=None)
+        for r in at_batch:
+            speed = r["samples_per_s"]
+            table.add_row(r["contender"], r["cores"], str(batch_size), f"{speed:,.0f}", f"{1000 * batch_size / speed:.3f}",
+                          f"{speed / torch_best:.1f}x" if torch_best else "-", f"{r['first']:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

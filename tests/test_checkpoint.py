@@ -1,0 +1,192 @@
+"""Checkpoints: bit-identical round trips, optimizer state, damaged/foreign files, atomic writes."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from fpml import checkpoint, edn, layers, network
+from fpml.errors import CheckpointError
+
+DESCRIPTION = [layers.input(5), layers.linear_then("relu", 8), layers.prelu(), layers.dropout(keep=0.9),
+               layers.linear(2), layers.softmax()]
+
+
+@pytest.fixture(scope="module")
+def net():
+    return network.build(DESCRIPTION)
+
+
+@pytest.fixture(scope="module")
+def params(net):
+    return net.init(jax.random.key(0))
+
+
+def _x():
+    return np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+
+
+def _leaves_identical(a, b) -> None:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert x.tobytes() == y.tobytes()
+
+
+def test_round_trip_is_bit_identical(tmp_path, net, params):
+    cfg = edn.freeze({"batch-size": 10, "network": list(net.description)})
+    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params, epoch=7,
+                           metrics={"f-beta": 0.5, "auprc": 0.25}, config=cfg)
+    assert path == tmp_path / "ckpt.npz" and path.is_file()
+    ckpt = checkpoint.load(path)
+    assert sorted(ckpt.params) == sorted(params)
+    _leaves_identical(ckpt.params, params)
+    x = _x()
+    before = np.asarray(net.apply(params, x))
+    after = np.asarray(net.apply(ckpt.params, x))
+    assert before.tobytes() == after.tobytes()
+    assert ckpt.epoch == 7
+    assert ckpt.metrics == {"f-beta": 0.5, "auprc": 0.25}
+    assert ckpt.config == cfg
+    assert ckpt.description == net.description
+    assert ckpt.opt_state is None
+    # the stored description rebuilds the same network
+    rebuilt = network.build(ckpt.description)
+    assert rebuilt.description == net.description
+    assert np.asarray(rebuilt.apply(ckpt.params, x)).tobytes() == before.tobytes()
+    checkpoint.check_params(ckpt, rebuilt)  # no error
+
+
+def test_opt_state_round_trip(tmp_path, net, params):
+    opt = optax.adam(1e-2)
+    state = opt.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    _, state = opt.update(grads, state, params)  # non-trivial mu, nu and count
+    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params, opt_state=state, epoch=1)
+    ckpt = checkpoint.load(path)
+    assert ckpt.opt_state is not None and len(ckpt.opt_state) == len(jax.tree.leaves(state))
+    restored = checkpoint.restore_opt_state(ckpt.opt_state, opt.init(ckpt.params))
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    _leaves_identical(restored, state)
+    # the restored state continues exactly like the original
+    u1, _ = opt.update(grads, state, params)
+    u2, _ = opt.update(grads, restored, ckpt.params)
+    _leaves_identical(u1, u2)
+
+
+def test_opt_state_from_another_optimizer_is_rejected(tmp_path, net, params):
+    state = optax.adam(1e-2).init(params)
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=state))
+    template = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9)).init(params)
+    assert len(jax.tree.leaves(template)) != len(ckpt.opt_state)
+    with pytest.raises(CheckpointError, match="optimizer"):
+        checkpoint.restore_opt_state(ckpt.opt_state, template)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])
+def test_truncated_file(tmp_path, net, params, keep):
+    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params, epoch=2)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    assert "ckpt.npz" in str(info.value)
+
+
+def test_garbage_and_missing_files(tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError):
+        checkpoint.load(garbage)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint.load(tmp_path / "missing.npz")
+
+
+def _rewrite(path, **changes):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del arrays[key]
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+@pytest.mark.parametrize("version", [0, 2, 99])
+def test_wrong_format_version(tmp_path, net, params, version):
+    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params)
+    _rewrite(path, format=np.array(version))
+    with pytest.raises(CheckpointError, match="version") as info:
+        checkpoint.load(path)
+    assert str(version) in str(info.value)
+
+
+def test_missing_format_version(tmp_path, net, params):
+    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params)
+    _rewrite(path, format=None)
+    with pytest.raises(CheckpointError, match="version"):
+        checkpoint.load(path)
+
+
+def test_damaged_description(tmp_path, net, params):
+    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params)
+    _rewrite(path, description=np.array("[{:type :input"))
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+def test_check_params_rejects_checkpoint_of_another_network(tmp_path, net, params):
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "ckpt.npz", net.description, params))
+    other_width = network.build([layers.input(5), layers.linear_then("relu", 9), layers.prelu(),
+                                 layers.dropout(keep=0.9), layers.linear(2), layers.softmax()])
+    with pytest.raises(CheckpointError, match="linear-1"):
+        checkpoint.check_params(ckpt, other_width)
+    other_input = network.build([layers.input(6), *DESCRIPTION[1:]])
+    with pytest.raises(CheckpointError):
+        checkpoint.check_params(ckpt, other_input)
+    extra_layer = network.build([*DESCRIPTION[:-1], layers.linear(2), layers.softmax()])
+    with pytest.raises(CheckpointError, match="linear-3"):
+        checkpoint.check_params(ckpt, extra_layer)
+    fewer_layers = network.build([layers.input(5), layers.linear_then("relu", 8), layers.linear(2)])
+    with pytest.raises(CheckpointError, match="prelu-1"):
+        checkpoint.check_params(ckpt, fewer_layers)
+    checkpoint.check_params(ckpt, network.build(DESCRIPTION))  # the same network passes
+
+
+def test_save_leaves_no_temp_files(tmp_path, net, params):
+    for epoch in range(3):
+        checkpoint.save(tmp_path / "ckpt.npz", net.description, params, epoch=epoch)
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]
+    assert checkpoint.load(tmp_path / "ckpt.npz").epoch == 2
+
+
+def test_save_creates_missing_folders(tmp_path, net, params):
+    path = checkpoint.save(tmp_path / "a" / "b" / "ckpt.npz", net.description, params)
+    assert checkpoint.load(path).epoch == 0
+
+
+@pytest.mark.parametrize("partial_write", [False, True])
+def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch, net, params, partial_write):
+    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params, epoch=1, metrics={"f-beta": 0.3})
+    old_bytes = path.read_bytes()
+    new_params = net.init(jax.random.key(1))
+
+    def failing_savez(handle, **arrays):
+        if partial_write:
+            handle.write(b"PK\x03\x04 half a zip file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, net.description, new_params, epoch=2)
+    monkeypatch.undo()
+    assert path.read_bytes() == old_bytes
+    ckpt = checkpoint.load(path)
+    assert ckpt.epoch == 1 and ckpt.metrics == {"f-beta": 0.3}
+    _leaves_identical(ckpt.params, params)
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # the temp file was removed

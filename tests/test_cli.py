@@ -1,0 +1,63 @@
+"""The fpml command end to end, on small synthetic data: a run folder, clean one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fpml import checkpoint, config
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["synthetic={:rows 6000 :frauds 60 :seed 2}", "test-size=1500", "epoch-count=2", "epoch-size=2000",
+         "batch-size=50"]
+
+
+def fpml(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "fpml", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_train_writes_a_run_folder(tmp_path):
+    out = fpml("train", "fraud", *SMALL, f"run-dir={tmp_path}", "--plain")
+    assert out.returncode == 0, out.stderr
+    assert "epoch   1/2" in out.stdout and "epoch   2/2" in out.stdout
+    assert "synthetic data" in out.stdout
+    (run,) = tmp_path.iterdir()
+    assert {"best.npz", "last.npz", "log.jsonl", "config.edn", "data.txt"} <= {p.name for p in run.iterdir()}
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(0.0 <= e["recall"] <= 1.0 for e in log)
+    saved_cfg = config.from_text((run / "config.edn").read_text())
+    assert saved_cfg["epoch-count"] == 2 and saved_cfg["test-size"] == 1500
+    assert checkpoint.load(run / "best.npz").description == saved_cfg["network"]
+
+
+def test_quiet_prints_only_the_saved_path(tmp_path):
+    out = fpml("train", "fraud", *SMALL, "epoch-count=1", f"run-dir={tmp_path}", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("best.npz") and len(out.stdout.strip().splitlines()) == 1
+
+
+def test_describe_prints_the_layer_table():
+    out = fpml("describe", "fraud")
+    assert out.returncode == 0
+    assert "linear-1" in out.stdout and "832" in out.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "nosuchconfig"], "unknown config 'nosuchconfig'"),
+    (["train", "fraudd"], "did you mean 'fraud'"),
+    (["train", "fraud", "epoch-cout=3"], "did you mean 'epoch-count'"),
+    (["train", "fraud", "epoch-count=[1"], "EDN syntax error"),
+    (["train", "fraud", "epoch-count=-1"], ":epoch-count must be a positive integer, got -1"),
+    (["train", "fraud", "optimizer.name=:adamm"], "unknown"),
+    (["train", "fraud", "network.1.size=0"], ":size must be a positive integer, got 0"),
+    (["train", "fraud", "data=/no/such/file.csv"], "/no/such/file.csv does not exist"),
+])
+def test_bad_input_is_one_clean_line(args, needle, tmp_path):
+    out = fpml(*args, f"run-dir={tmp_path}") if args[0] == "train" and len(args) > 2 else fpml(*args)
+    assert out.returncode == 2
+    assert needle in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -1,0 +1,346 @@
+"""The layer catalogue: gradients, numerics, dropout, initialisation, ids, describe, constructors."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from fpml import edn, layers, network
+from fpml.errors import ConfigError
+from fpml.layers import LAYER_TYPES
+
+GRAD_TYPES = [name for name in LAYER_TYPES if name != "input"]
+STOCHASTIC = {"dropout", "multiplicative-dropout"}
+
+
+def _layer_map(name: str) -> dict:
+    spec = LAYER_TYPES[name]
+    entry = {"type": name}
+    if spec.has_size:
+        entry["size"] = 4
+    if name == "dropout":
+        entry["keep"] = 0.8
+    return entry
+
+
+def _x(rows: int = 6, width: int = 5, seed: int = 0) -> np.ndarray:
+    z = np.random.default_rng(seed).normal(size=(rows, width))
+    return np.sign(z) * (np.abs(z) + 0.1)  # keep inputs away from the kinks of relu/prelu at 0
+
+
+def _to64(tree):
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+
+
+def test_grad_types_cover_the_catalogue():
+    assert set(GRAD_TYPES) | {"input"} == set(LAYER_TYPES)
+    assert len(GRAD_TYPES) >= 15
+
+
+GRAD_CASES = [(name, False) for name in GRAD_TYPES] + [(name, True) for name in sorted(STOCHASTIC)]
+
+
+@pytest.mark.parametrize(("name", "train"), GRAD_CASES)
+def test_gradients_wrt_params_and_inputs(name, train):
+    net = network.build([{"type": "input", "size": 5}, _layer_map(name), {"type": "linear", "size": 3}])
+    key = jax.random.key(3)
+    with jax.enable_x64(True):
+        params = _to64(net.init(jax.random.key(0)))
+        x = jnp.asarray(_x(), jnp.float64)
+
+        def f(p, xs):
+            y = net.apply(p, xs, key=key, train=train)
+            return jnp.sum(jnp.sin(y) * jnp.arange(1, y.shape[-1] + 1))
+
+        out = f(params, x)
+        assert out.dtype == jnp.float64 and jnp.isfinite(out)
+        check_grads(f, (params, x), order=1, modes=["rev"], atol=1e-5, rtol=1e-5, eps=1e-6)
+        # the gradient w.r.t. the input must not be identically zero (the layer passes signal through)
+        gx = jax.grad(f, argnums=1)(params, x)
+        assert float(jnp.abs(gx).sum()) > 0
+
+
+# ----------------------------------------------------------------------------------- activation numerics
+
+
+def _activation_net(name: str, width: int = 7):
+    return network.build([layers.input(width), layers.activation(name)])
+
+
+def test_activation_numerics_match_numpy():
+    x = np.random.default_rng(1).normal(scale=3.0, size=(9, 7)).astype(np.float32)
+    params = {}
+    out = {name: np.asarray(_activation_net(name).apply(params, x)) for name in ("relu", "tanh", "logistic",
+                                                                                  "swish", "softmax")}
+    np.testing.assert_allclose(out["relu"], np.maximum(x, 0), rtol=1e-6)
+    np.testing.assert_allclose(out["tanh"], np.tanh(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["logistic"], 1 / (1 + np.exp(-x.astype(np.float64))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["swish"], x / (1 + np.exp(-x.astype(np.float64))), rtol=1e-5, atol=1e-6)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out["softmax"], e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out["softmax"].sum(axis=1), 1.0, rtol=1e-6)
+    assert (out["softmax"] > 0).all()
+
+
+def test_softmax_head_rows_sum_to_one_and_logits_skip_it():
+    net = network.build([layers.input(5), layers.linear(3), layers.softmax()])
+    params = net.init(jax.random.key(0))
+    x = _x(10)
+    probs = np.asarray(net.apply(params, x))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert net.head == "softmax"
+    logits = np.asarray(net.logits(params, x))
+    np.testing.assert_allclose(np.asarray(jax.nn.softmax(logits)), probs, rtol=1e-6)
+
+
+def test_prelu_uses_its_slope():
+    net = network.build([layers.input(3), layers.prelu(0.1)])
+    params = net.init(jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(params["prelu-1"]["alpha"]), np.full(3, 0.1, np.float32))
+    x = np.array([[-2.0, 0.0, 3.0]], np.float32)
+    np.testing.assert_allclose(np.asarray(net.apply(params, x)), [[-0.2, 0.0, 3.0]], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- dropout
+
+
+def test_dropout_keep_semantics():
+    net = network.build([layers.input(1000), layers.dropout(keep=0.9)])
+    x = np.ones((200, 1000), np.float32)
+    y = np.asarray(net.apply({}, x, key=jax.random.key(0), train=True))
+    dropped = np.mean(y == 0)
+    assert 0.095 < dropped < 0.105  # 200,000 units: std of the share ~0.0007
+    survivors = y[y != 0]
+    np.testing.assert_allclose(survivors, 1 / 0.9, rtol=1e-6)
+    assert y.mean() == pytest.approx(1.0, abs=0.01)  # inverted dropout keeps the expectation
+
+
+def test_dropout_is_identity_when_not_training():
+    net = network.build([layers.input(50), layers.dropout(keep=0.5)])
+    x = _x(20, 50).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(net.apply({}, x, train=False)), x)
+    np.testing.assert_array_equal(np.asarray(net.apply({}, x, key=jax.random.key(1))), x)
+
+
+def test_dropout_rate_equals_keep():
+    by_rate = network.build([layers.input(300), layers.dropout(rate=0.1)])
+    by_keep = network.build([layers.input(300), layers.dropout(keep=0.9)])
+    x = np.ones((40, 300), np.float32)
+    key = jax.random.key(5)
+    a = np.asarray(by_rate.apply({}, x, key=key, train=True))
+    b = np.asarray(by_keep.apply({}, x, key=key, train=True))
+    np.testing.assert_array_equal(a, b)
+    assert 0.07 < np.mean(a == 0) < 0.13
+
+
+def test_dropout_needs_exactly_one_of_keep_and_rate():
+    with pytest.raises(ConfigError, match="keep"):
+        network.build([layers.input(3), {"type": "dropout"}])
+    with pytest.raises(ConfigError, match="keep"):
+        network.build([layers.input(3), {"type": "dropout", "keep": 0.5, "rate": 0.5}])
+
+
+def test_dropout_same_key_same_mask_different_key_different_mask():
+    net = network.build([layers.input(100), layers.dropout(keep=0.5)])
+    x = np.ones((10, 100), np.float32)
+    a = np.asarray(net.apply({}, x, key=jax.random.key(1), train=True))
+    b = np.asarray(net.apply({}, x, key=jax.random.key(1), train=True))
+    c = np.asarray(net.apply({}, x, key=jax.random.key(2), train=True))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_training_a_dropout_network_without_key_is_an_error():
+    net = network.build([layers.input(3), layers.dropout(keep=0.5)])
+    with pytest.raises(ValueError, match="key"):
+        net.apply({}, np.ones((2, 3), np.float32), train=True)
+
+
+def test_multiplicative_dropout_mean_one_given_variance():
+    net = network.build([layers.input(1000), layers.multiplicative_dropout(0.25)])
+    x = np.ones((100, 1000), np.float32)
+    y = np.asarray(net.apply({}, x, key=jax.random.key(0), train=True))
+    assert y.mean() == pytest.approx(1.0, abs=0.01)
+    assert y.var() == pytest.approx(0.25, rel=0.03)
+    np.testing.assert_array_equal(np.asarray(net.apply({}, x, train=False)), x)
+
+
+# ------------------------------------------------------------------------------------------ initialisation
+
+
+def _w_std(description) -> float:
+    net = network.build(description)
+    params = net.init(jax.random.key(0))
+    return float(np.asarray(params["linear-1"]["w"]).std())
+
+
+FAN_IN, FAN_OUT = 400, 1600
+HE = np.sqrt(2 / FAN_IN)
+GLOROT = np.sqrt(2 / (FAN_IN + FAN_OUT))
+LECUN = np.sqrt(1 / FAN_IN)
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        ([layers.activation("relu")], HE),
+        ([layers.activation("gelu")], HE),
+        ([layers.activation("swish")], HE),
+        ([layers.prelu()], HE),
+        ([layers.activation("selu")], LECUN),
+        ([layers.activation("tanh")], GLOROT),
+        ([layers.activation("logistic")], GLOROT),
+        ([], GLOROT),
+        ([layers.dropout(keep=0.9), layers.activation("relu")], HE),  # dropout is looked through
+    ],
+)
+def test_linear_init_follows_next_activation(after, expected):
+    std = _w_std([layers.input(FAN_IN), layers.linear(FAN_OUT), *after])
+    assert std == pytest.approx(expected, rel=0.03)
+
+
+def test_composite_linear_layers_init():
+    assert _w_std([layers.input(FAN_IN), layers.linear_then("relu", FAN_OUT)]) == pytest.approx(HE, rel=0.03)
+    tanh_std = _w_std([layers.input(FAN_IN), layers.linear_then("tanh", FAN_OUT)])
+    assert tanh_std == pytest.approx(GLOROT, rel=0.03)
+
+
+def test_explicit_init_wins():
+    std = _w_std([layers.input(FAN_IN), layers.linear(FAN_OUT, init="glorot"), layers.activation("relu")])
+    assert std == pytest.approx(GLOROT, rel=0.03)
+
+
+def test_bias_starts_at_zero():
+    net = network.build([layers.input(5), layers.linear_then("relu", 4)])
+    params = net.init(jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(params["linear-1"]["b"]), np.zeros(4, np.float32))
+    assert params["linear-1"]["w"].dtype == jnp.float32
+
+
+# ------------------------------------------------------------------------------------------- ids, params
+
+
+def test_auto_ids_and_params_keyed_by_id():
+    net = network.build([layers.input(5), layers.linear(4), layers.activation("relu"),
+                         layers.linear_then("relu", 3), layers.dropout(keep=0.9), layers.linear(2),
+                         layers.activation("relu")])
+    ids = [str(layer["id"]) for layer in net.description]
+    assert ids == ["input-1", "linear-1", "relu-1", "linear-2", "dropout-1", "linear-3", "relu-2"]
+    params = net.init(jax.random.key(0))
+    assert sorted(params) == ["linear-1", "linear-2", "linear-3"]
+    assert params["linear-1"]["w"].shape == (5, 4)
+    assert params["linear-2"]["w"].shape == (4, 3)
+    assert params["linear-3"]["w"].shape == (3, 2)
+    assert net.apply(params, _x(7)).shape == (7, 2)
+
+
+def test_explicit_ids_are_kept_and_must_be_unique():
+    net = network.build([layers.input(5, id="data"), layers.linear(4, id="hidden"), layers.linear(2)])
+    # an auto id numbers a layer among all layers of its type, so naming one layer renames no other
+    assert [str(layer["id"]) for layer in net.description] == ["data", "hidden", "linear-2"]
+    assert sorted(net.init(jax.random.key(0))) == ["hidden", "linear-2"]
+    with pytest.raises(ConfigError, match="duplicate"):
+        network.build([layers.input(5), layers.linear(4, id="a"), layers.linear(2, id="a")])
+
+
+def _shapes(params):
+    return {lid: {n: tuple(v.shape) for n, v in p.items()} for lid, p in params.items()}
+
+
+def test_adding_a_layer_leaves_other_params_unchanged_in_shape():
+    base = [layers.input(5, id="in"), layers.linear(4, id="a"), layers.linear(2, id="b")]
+    more = [layers.input(5, id="in"), layers.linear(4, id="a"), layers.linear_then("relu", 4, id="extra"),
+            layers.dropout(keep=0.9), layers.linear(2, id="b")]
+    s1 = _shapes(network.build(base).init(jax.random.key(0)))
+    s2 = _shapes(network.build(more).init(jax.random.key(0)))
+    assert set(s2) == set(s1) | {"extra"}
+    for lid in s1:
+        assert s1[lid] == s2[lid]
+    # auto ids: appending at the end leaves earlier ids and shapes alone
+    a = _shapes(network.build([layers.input(5), layers.linear(4), layers.linear(3)]).init(jax.random.key(0)))
+    b = _shapes(network.build([layers.input(5), layers.linear(4), layers.linear(3), layers.activation("relu"),
+                               layers.linear(2)]).init(jax.random.key(0)))
+    assert {k: b[k] for k in a} == a and set(b) == {"linear-1", "linear-2", "linear-3"}
+
+
+def test_same_key_same_params_different_key_different_params():
+    net = network.build([layers.input(5), layers.linear_then("relu", 4), layers.prelu(), layers.linear(2)])
+    p1, p2 = net.init(jax.random.key(7)), net.init(jax.random.key(7))
+    p3 = net.init(jax.random.key(8))
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    assert not np.array_equal(np.asarray(p1["linear-1"]["w"]), np.asarray(p3["linear-1"]["w"]))
+    # a rebuilt network gives the same params for the same key
+    again = network.build([layers.input(5), layers.linear_then("relu", 4), layers.prelu(), layers.linear(2)])
+    np.testing.assert_array_equal(np.asarray(again.init(jax.random.key(7))["linear-2"]["w"]),
+                                  np.asarray(p1["linear-2"]["w"]))
+
+
+def test_describe_total_equals_param_sizes():
+    net = network.build([layers.input(5), layers.linear_then("relu", 8), layers.prelu(),
+                         layers.dropout(keep=0.9), layers.linear(6), layers.activation("tanh"),
+                         layers.linear(2), layers.softmax()])
+    params = net.init(jax.random.key(0))
+    size = sum(int(np.asarray(leaf).size) for leaf in jax.tree.leaves(params))
+    assert size == (5 * 8 + 8) + 8 + (8 * 6 + 6) + (6 * 2 + 2)
+    text = network.describe(net)
+    total_line = text.splitlines()[-1]
+    assert total_line.startswith("total")
+    assert int(re.findall(r"\d+", total_line)[-1]) == size
+    rows = network.summary(net)
+    assert sum(r.param_count for r in rows) == size
+    assert [r.layer_id for r in rows] == [str(layer["id"]) for layer in net.description]
+    by_id = {r.layer_id: r for r in rows}
+    assert by_id["linear-1"].param_shapes == {"w": (5, 8), "b": (8,)}
+    assert by_id["linear-3"].output_shape == (2,)
+
+
+# ------------------------------------------------------------------------------------------ constructors
+
+
+EDN_TEXT = """
+[{:type :input :size 5}
+ {:type :linear->relu :size 4 :l2 0.01}
+ {:type :dropout :keep 0.9}
+ {:type :prelu :alpha 0.2}
+ {:type :multiplicative-dropout :variance 0.3}
+ {:type :linear->tanh :size 3 :init :he :id :hidden}
+ {:type :swish}
+ {:type :linear :size 2 :l1 0.001}
+ {:type :softmax}]
+"""
+
+
+def test_constructors_build_the_same_network_as_edn():
+    built = [layers.input(5), layers.linear_then("relu", 4, l2=0.01), layers.dropout(keep=0.9),
+             layers.prelu(0.2), layers.multiplicative_dropout(0.3),
+             layers.linear_then("tanh", 3, init="he", id="hidden"), layers.activation("swish"),
+             layers.linear(2, l1=0.001), layers.softmax()]
+    from_py = network.build(built)
+    from_edn = network.build(edn.loads(EDN_TEXT))
+    assert from_py.description == from_edn.description
+    assert edn.dumps(from_py.description) == edn.dumps(from_edn.description)
+    assert (from_py.head, from_py.input_size, from_py.output_size) == (from_edn.head, 5, 2)
+    p1, p2 = from_py.init(jax.random.key(0)), from_edn.init(jax.random.key(0))
+    assert _shapes(p1) == _shapes(p2)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = _x(4)
+    np.testing.assert_array_equal(np.asarray(from_py.apply(p1, x)), np.asarray(from_edn.apply(p2, x)))
+    key = jax.random.key(9)
+    np.testing.assert_array_equal(np.asarray(from_py.apply(p1, x, key=key, train=True)),
+                                  np.asarray(from_edn.apply(p2, x, key=key, train=True)))
+
+
+def test_constructor_maps_are_plain_layer_maps():
+    assert layers.linear(20) == edn.loads("{:type :linear :size 20}")
+    assert layers.dropout(rate=0.2) == edn.loads("{:type :dropout :rate 0.2}")
+    head = edn.loads("{:type :linear->softmax :size 3 :id :out}")
+    assert layers.linear_then("softmax", 3, id="out") == head
+    assert layers.multiplicative_dropout() == edn.loads("{:type :multiplicative-dropout :variance 0.5}")
+    assert isinstance(layers.linear(2)["type"], edn.Keyword)

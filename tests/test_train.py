@@ -1,0 +1,116 @@
+"""Training: one compilation per config, determinism, best-not-last, NaN stop, run-folder outputs."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import toolz
+
+from fpml import checkpoint, edn, losses, network, optim, train
+from fpml.data import stream, synthetic, transforms
+from fpml.errors import ConfigError, TrainingDiverged
+
+NET = edn.loads("""[{:type :input :size 29 :id :data} {:type :linear->relu :size 8} {:type :dropout :keep 0.9}
+                    {:type :linear :size 2} {:type :softmax :id :label}]""")
+
+
+@pytest.fixture(scope="module")
+def data():
+    frame = synthetic.generate(seed=3, rows=4_000, frauds=80)
+    full = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
+    train_part, test_part = transforms.split(jax.random.key(0), 1_000, full)
+    stats = transforms.fit_standardizer(train_part)
+    return transforms.standardize(stats, train_part), transforms.standardize(stats, test_part)
+
+
+def run(data, epochs=3, opt="{:name :adam :learning-rate 0.01}", **kw):
+    train_part, test_part = data
+    net = network.build(NET)
+    return train.train_n(
+        net, optim.optimizer(edn.loads(opt)), losses.resolve_loss("auto", net), train_part,
+        stream.class_balanced(train_part.labels), train.classification_test_fn(net, test_part),
+        key=jax.random.key(7), epoch_count=epochs, epoch_size=2_000, batch_size=50, **kw)
+
+
+def leaves_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def test_epoch_compiles_once(data):
+    train_part, _ = data
+    net = network.build(NET)
+    opt = optim.optimizer(edn.loads("{:name :adam}"))
+    epoch = train.make_epoch(net, losses.resolve_loss("auto", net), opt, epoch_size=1_000, batch_size=50)
+    state = train.init_state(net, opt, jax.random.key(0))
+    x, y, s = jax.device_put(train_part.x), jax.device_put(train_part.y), stream.class_balanced(train_part.labels)
+    for e in range(4):
+        state, step_losses = epoch(state, x, y, s, jax.random.key(1), jax.numpy.int32(e))
+    assert step_losses.shape == (20,)
+    assert epoch._cache_size() == 1
+
+
+def test_same_key_gives_identical_params_and_metrics(data):
+    a, b = run(data), run(data)
+    assert leaves_equal(a.params, b.params)
+    assert [r.metrics for r in a.history] == [r.metrics for r in b.history]
+    assert [r.loss for r in a.history] == [r.loss for r in b.history]
+
+
+def test_training_learns(data):
+    result = run(data, epochs=4)
+    losses_ = [r.loss for r in result.history]
+    assert losses_[-1] < losses_[0] * 0.5
+    assert result.best.metrics["f-beta"] > 0.6
+    assert result.best.metrics["auroc"] > 0.95
+
+
+def test_returns_and_saves_the_best_epoch_not_the_last(data, tmp_path):
+    seen = []
+    base = train.classification_test_fn(network.build(NET), data[1])
+
+    def first_two_only(params, best):  # epochs 0 and 1 improve, later epochs never do
+        seen.append(jax.device_get(params))
+        return train.TestResult(len(seen) <= 2, base(params, best).metrics)
+
+    train_part, _ = data
+    net = network.build(NET)
+    result = train.train_n(net, optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}")),
+                           losses.resolve_loss("auto", net), train_part, stream.class_balanced(train_part.labels),
+                           first_two_only, key=jax.random.key(7), epoch_count=4, epoch_size=2_000, batch_size=50,
+                           run_dir=tmp_path)
+    assert result.best.epoch == 1
+    assert leaves_equal(result.params, seen[1])
+    assert not leaves_equal(result.params, seen[3])
+    saved = checkpoint.load(tmp_path / "best.npz")
+    assert saved.epoch == 1 and leaves_equal(saved.params, seen[1])
+    assert checkpoint.load(tmp_path / "last.npz").epoch == 3
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1, 2, 3]
+    assert [line["best"] for line in lines] == [True, True, False, False]
+    assert {"loss", "precision", "recall", "f-beta", "seconds"} <= set(lines[0])
+
+
+def test_saved_best_network_predicts_bit_identically(data, tmp_path):
+    result = run(data, epochs=2, run_dir=tmp_path)
+    saved = checkpoint.load(tmp_path / "best.npz")
+    net = network.build(saved.description)
+    x = data[1].x
+    assert np.array_equal(np.asarray(net.apply(saved.params, x)), np.asarray(net.apply(result.params, x)))
+
+
+def test_nan_loss_stops_with_epoch_and_step_keeping_the_best(data, tmp_path):
+    # 40 steps per epoch; the learning rate explodes at step 45, i.e. epoch 1, step 5.
+    opt = "{:name :sgd :learning-rate {:schedule :piecewise-constant :init-value 0.01 :boundaries-and-scales {45 1e38}}}"
+    with pytest.raises(TrainingDiverged) as err:
+        run(data, epochs=3, opt=opt, run_dir=tmp_path)
+    assert err.value.epoch == 1 and err.value.step > 5
+    assert "epoch 1" in str(err.value)
+    assert checkpoint.load(tmp_path / "best.npz").epoch == 0
+
+
+def test_epoch_size_must_be_a_multiple_of_batch_size():
+    net = network.build(NET)
+    with pytest.raises(ConfigError, match="multiple"):
+        train.make_epoch(net, losses.resolve_loss("auto", net), optim.optimizer(edn.loads("{:name :adam}")),
+                         epoch_size=1_001, batch_size=50)
