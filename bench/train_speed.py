@@ -55,8 +55,14 @@ def torch_contender(data, batch_size):
     import torch
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(29, 20), torch.nn.ReLU(), torch.nn.Dropout(0.1),
-                                torch.nn.Linear(20, 10), torch.nn.ReLU(), torch.nn.Linear(10, 2))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(29, 20),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.1),
+        torch.nn.Linear(20, 10),
+        torch.nn.ReLU(),
+        torch.nn.Linear(10, 2),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.from_numpy(np.array(data.x)), torch.from_numpy(np.array(data.labels))
     s = stream.class_balanced(data.labels)
@@ -94,8 +100,16 @@ def measure(args) -> list[dict]:
                 started = time.perf_counter()
                 run_epoch()
                 timings[name].append(time.perf_counter() - started)
-        rows += [{"contender": name, "cores": args.cores, "batch": batch_size, "first": contenders[name][1],
-                  "samples_per_s": EPOCH_SIZE / statistics.median(seconds)} for name, seconds in timings.items()]
+        rows += [
+            {
+                "contender": name,
+                "cores": args.cores,
+                "batch": batch_size,
+                "first": contenders[name][1],
+                "samples_per_s": EPOCH_SIZE / statistics.median(seconds),
+            }
+            for name, seconds in timings.items()
+        ]
     return rows
 
 
@@ -113,12 +127,15 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
     console = Console()
-    console.print(f"data: fpml synthetic fraud data (seed 0, 234,807 training rows); epoch {EPOCH_SIZE:,} samples; "
-                  f"jax {jax.__version__}; {len(os.sched_getaffinity(0))} cores")
+    console.print(
+        f"data: fpml synthetic fraud data (seed 0, 234,807 training rows); epoch {EPOCH_SIZE:,} samples; "
+        f"jax {jax.__version__}; {len(os.sched_getaffinity(0))} cores"
+    )
     rows = []
     for cores in ("1", "all"):
-        child = subprocess.run([sys.executable, __file__, "--cores", cores, *sys.argv[1:]],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--cores", cores, *sys.argv[1:]], capture_output=True, text=True, check=True
+        )
         rows += json.loads(child.stdout.strip().splitlines()[-1])
     table = Table(title="training throughput (median of timed epochs; the first epoch, compile or warm-up, untimed)")
     for column in ("contender", "cores", "batch", "samples/s", "ms/step", "vs best torch", "first epoch s"):
@@ -128,8 +145,15 @@ def main() -> None:
         torch_best = max((r["samples_per_s"] for r in at_batch if r["contender"] == "PyTorch eager"), default=None)
         for r in at_batch:
             speed = r["samples_per_s"]
-            table.add_row(r["contender"], r["cores"], str(batch_size), f"{speed:,.0f}", f"{1000 * batch_size / speed:.3f}",
-                          f"{speed / torch_best:.1f}x" if torch_best else "-", f"{r['first']:.2f}")
+            table.add_row(
+                r["contender"],
+                r["cores"],
+                str(batch_size),
+                f"{speed:,.0f}",
+                f"{1000 * batch_size / speed:.3f}",
+                f"{speed / torch_best:.1f}x" if torch_best else "-",
+                f"{r['first']:.2f}",
+            )
     console.print(table)
 
 

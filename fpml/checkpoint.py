@@ -40,8 +40,16 @@ class Checkpoint(NamedTuple):
     config: Any
 
 
-def save(path: str | Path, description: Sequence[Mapping], params: Mapping, *, opt_state: Any = None,
-         epoch: int = 0, metrics: Mapping[str, Any] | None = None, config: Mapping | None = None) -> Path:
+def save(
+    path: str | Path,
+    description: Sequence[Mapping],
+    params: Mapping,
+    *,
+    opt_state: Any = None,
+    epoch: int = 0,
+    metrics: Mapping[str, Any] | None = None,
+    config: Mapping | None = None,
+) -> Path:
     """Write a checkpoint atomically; returns its path."""
     arrays: dict[str, np.ndarray] = {
         "format": np.array(FORMAT_VERSION),
@@ -73,8 +81,9 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} is damaged or not an fpml checkpoint ({err})") from None
     version = int(data["format"]) if "format" in data else None
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {version}; this fpml reads version "
-                              f"{FORMAT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version}; this fpml reads version {FORMAT_VERSION}"
+        )
     params: dict[str, dict[str, np.ndarray]] = {}
     for key, value in data.items():
         if key.startswith("params/"):
@@ -86,8 +95,7 @@ def load(path: str | Path) -> Checkpoint:
         config = edn.loads(str(data["config"]), f"{path} config") if str(data["config"]) else None
     except ConfigError as err:
         raise CheckpointError(f"checkpoint {path}: {err}") from None
-    return Checkpoint(description, params, leaves or None, int(data["epoch"]),
-                      json.loads(str(data["metrics"])), config)
+    return Checkpoint(description, params, leaves or None, int(data["epoch"]), json.loads(str(data["metrics"])), config)
 
 
 def check_params(ckpt: Checkpoint, net: network.Network, source: str = "checkpoint") -> None:
@@ -97,14 +105,17 @@ def check_params(ckpt: Checkpoint, net: network.Network, source: str = "checkpoi
     have = {(lid, n): tuple(v.shape) for lid, p in ckpt.params.items() for n, v in p.items()}
     for key in sorted(set(want) | set(have)):
         if want.get(key) != have.get(key):
-            raise CheckpointError(f"{source}: parameter {key[0]}/{key[1]} has shape {have.get(key)} but the network "
-                                  f"needs {want.get(key)}")
+            raise CheckpointError(
+                f"{source}: parameter {key[0]}/{key[1]} has shape {have.get(key)} but the network needs {want.get(key)}"
+            )
 
 
 def restore_opt_state(leaves: Sequence[np.ndarray], template: Any) -> Any:
     """Rebuild an optimizer state from saved leaves, using ``optimizer.init(params)`` as the template."""
     structure = jax.tree.structure(template)
     if structure.num_leaves != len(leaves):
-        raise CheckpointError(f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs "
-                              f"{structure.num_leaves}: was it saved with another optimizer?")
+        raise CheckpointError(
+            f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs "
+            f"{structure.num_leaves}: was it saved with another optimizer?"
+        )
     return jax.tree.unflatten(structure, list(leaves))

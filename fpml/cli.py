@@ -33,18 +33,23 @@ def _describe(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands ``train`` and ``describe``)."""
-    top = argparse.ArgumentParser(prog="fpml", description="Functional ML pipelines: networks as EDN data, "
-                                  "jit-compiled training.")
+    top = argparse.ArgumentParser(
+        prog="fpml", description="Functional ML pipelines: networks as EDN data, jit-compiled training."
+    )
     sub = top.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a config (configs/NAME.edn or a path)",
-                           description="Train a network described by an EDN config. Overrides are "
-                           "key=value with dotted keys and EDN values, e.g. epoch-count=3 "
-                           "optimizer.learning-rate=1e-4 network.1.size=32 data=data/creditcard.csv")
+    train = sub.add_parser(
+        "train",
+        help="train a config (configs/NAME.edn or a path)",
+        description="Train a network described by an EDN config. Overrides are "
+        "key=value with dotted keys and EDN values, e.g. epoch-count=3 "
+        "optimizer.learning-rate=1e-4 network.1.size=32 data=data/creditcard.csv",
+    )
     train.add_argument("config", help="config name (configs/NAME.edn) or path to an .edn file")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     train.add_argument("--quiet", action="store_true", help="print only the path of the saved network")
-    train.add_argument("--plain", action="store_true", help="one plain line per epoch (the default when "
-                       "stdout is not a terminal)")
+    train.add_argument(
+        "--plain", action="store_true", help="one plain line per epoch (the default when stdout is not a terminal)"
+    )
     train.set_defaults(run=_train)
     describe = sub.add_parser("describe", help="print a config's layer table (shapes, parameter counts)")
     describe.add_argument("config")

@@ -26,8 +26,11 @@ CONFIG_DIR = Path("configs")
 def _is_data_source(value: Any) -> str | None:
     if isinstance(value, Keyword) and value == "synthetic":
         return None
-    return None if isinstance(value, str) and not isinstance(value, Keyword) and value else (
-        'must be :synthetic or a CSV path string like "data/creditcard.csv"')
+    return (
+        None
+        if isinstance(value, str) and not isinstance(value, Keyword) and value
+        else ('must be :synthetic or a CSV path string like "data/creditcard.csv"')
+    )
 
 
 def _is_threshold(value: Any) -> str | None:
@@ -72,27 +75,45 @@ REQUIRED = layers.REQUIRED
 SETTINGS: Mapping[str, Setting] = {
     "network": Setting(lambda v: None, REQUIRED, "vector of layer maps (see the layer catalogue)"),
     "seed": Setting(layers.is_non_negative, 0, "master seed: init, split, stream and dropout keys derive from it"),
-    "data": Setting(_is_data_source, Keyword("synthetic"), ':synthetic, or a path to a CSV with the fraud schema'),
-    "synthetic": Setting(_is_map, pmap({"rows": 284_807, "frauds": 492, "seed": 0}),
-                         "size and seed of the synthetic data set: {:rows N :frauds K :seed S}"),
+    "data": Setting(_is_data_source, Keyword("synthetic"), ":synthetic, or a path to a CSV with the fraud schema"),
+    "synthetic": Setting(
+        _is_map,
+        pmap({"rows": 284_807, "frauds": 492, "seed": 0}),
+        "size and seed of the synthetic data set: {:rows N :frauds K :seed S}",
+    ),
     "label": Setting(_is_string, "Class", "name of the 0/1 label column"),
     "drop-columns": Setting(_is_columns, edn.freeze(["Time"]), "columns removed before training"),
     "test-size": Setting(_is_test_size, 50_000, "rows (or a fraction) held out as the test set, stratified"),
     "standardize": Setting(_is_bool, False, "scale features to mean 0, std 1 using training statistics"),
-    "stream": Setting(layers.is_one_of("class-balanced", "shuffled"), Keyword("class-balanced"),
-                      "training stream: every epoch class-balanced (classes interleaved), or shuffled"),
+    "stream": Setting(
+        layers.is_one_of("class-balanced", "shuffled"),
+        Keyword("class-balanced"),
+        "training stream: every epoch class-balanced (classes interleaved), or shuffled",
+    ),
     "epoch-count": Setting(layers.is_positive_int, 30, "number of epochs"),
     "epoch-size": Setting(layers.is_positive_int, 200_000, "samples per epoch (a multiple of batch-size)"),
     "batch-size": Setting(layers.is_positive_int, 100, "samples per training step"),
-    "optimizer": Setting(_is_map, edn.freeze({"name": Keyword("adam"), "learning-rate": 1e-3}),
-                         "{:name :adam ...optax arguments}, optional :clip-global-norm, schedule maps"),
-    "loss": Setting(layers.is_one_of("auto", *losses.LOSSES), Keyword("auto"),
-                    "auto (from the final layer), softmax-cross-entropy, binary-cross-entropy or mse"),
+    "optimizer": Setting(
+        _is_map,
+        edn.freeze({"name": Keyword("adam"), "learning-rate": 1e-3}),
+        "{:name :adam ...optax arguments}, optional :clip-global-norm, schedule maps",
+    ),
+    "loss": Setting(
+        layers.is_one_of("auto", *losses.LOSSES),
+        Keyword("auto"),
+        "auto (from the final layer), softmax-cross-entropy, binary-cross-entropy or mse",
+    ),
     "threshold": Setting(_is_threshold, 0.5, "decision threshold on P(positive class)"),
     "beta": Setting(layers.is_positive, 1.0, "beta of the F-beta score that picks the best epoch"),
-    "cpu-cores": Setting(lambda v: None if v in ("auto", "all") or (isinstance(v, int) and not isinstance(v, bool)
-                                                                   and v > 0) else "must be :auto, :all or a positive integer",
-                         Keyword("auto"), "CPU cores to train on; :auto uses one core for small networks (faster)"),
+    "cpu-cores": Setting(
+        lambda v: (
+            None
+            if v in ("auto", "all") or (isinstance(v, int) and not isinstance(v, bool) and v > 0)
+            else "must be :auto, :all or a positive integer"
+        ),
+        Keyword("auto"),
+        "CPU cores to train on; :auto uses one core for small networks (faster)",
+    ),
     "run-dir": Setting(_is_string, "runs", "folder under which each run gets its own folder"),
 }
 
@@ -103,8 +124,10 @@ def validate(raw: Any, source: str = "config") -> PMap:
         raise ConfigError(f"{source}: a config must be an EDN map like {{:network [...]}}, got {edn.dumps(raw)[:60]}")
     for key in raw:
         if key not in SETTINGS:
-            raise ConfigError(f"{source}: unknown key :{key}{did_you_mean(key, SETTINGS)}; "
-                              f"allowed: {one_of(':' + k for k in SETTINGS)}")
+            raise ConfigError(
+                f"{source}: unknown key :{key}{did_you_mean(key, SETTINGS)}; "
+                f"allowed: {one_of(':' + k for k in SETTINGS)}"
+            )
     full = {}
     for key, setting in SETTINGS.items():
         if key not in raw:
@@ -121,8 +144,10 @@ def validate(raw: Any, source: str = "config") -> PMap:
     losses.resolve_loss(cfg["loss"], net)
     optim.optimizer(cfg["optimizer"])
     if cfg["epoch-size"] % cfg["batch-size"]:
-        raise ConfigError(f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
-                          f"{cfg['batch-size']} (try {cfg['epoch-size'] // cfg['batch-size'] * cfg['batch-size']})")
+        raise ConfigError(
+            f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
+            f"{cfg['batch-size']} (try {cfg['epoch-size'] // cfg['batch-size'] * cfg['batch-size']})"
+        )
     return cfg.set("network", net.description)
 
 
@@ -141,8 +166,10 @@ def resolve_path(name_or_path: str, config_dir: Path = CONFIG_DIR) -> Path:
     candidate = config_dir / f"{name_or_path}.edn"
     if not candidate.is_file():
         names = sorted(p.stem for p in config_dir.glob("*.edn"))
-        raise ConfigError(f"unknown config {name_or_path!r}{did_you_mean(name_or_path, names)}; "
-                          f"configs in {config_dir}/: {', '.join(names) or 'none'}")
+        raise ConfigError(
+            f"unknown config {name_or_path!r}{did_you_mean(name_or_path, names)}; "
+            f"configs in {config_dir}/: {', '.join(names) or 'none'}"
+        )
     return candidate
 
 
@@ -182,8 +209,10 @@ def _set_in(data: Any, path: list[str], value: Any, full: str) -> Any:
         raise ConfigError(f"override {full!r}: cannot set {head!r} inside {edn.dumps(data)}")
     if rest:
         if head not in data:
-            raise ConfigError(f"override {full!r}: no key :{head} here{did_you_mean(head, data)}; "
-                              f"present: {one_of(':' + str(k) for k in data)}")
+            raise ConfigError(
+                f"override {full!r}: no key :{head} here{did_you_mean(head, data)}; "
+                f"present: {one_of(':' + str(k) for k in data)}"
+            )
         return data.set(head, _set_in(data[head], rest, value, full))
     return data.set(head, value)
 

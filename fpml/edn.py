@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import edn_format
@@ -70,7 +70,7 @@ def _odd_map(text: str) -> str:
         elif char == "}" and stack:
             start = stack.pop()
             try:
-                edn_format.loads(text[start:offset + 1])
+                edn_format.loads(text[start : offset + 1])
             except Exception:  # noqa: BLE001 - any failure marks this map as the culprit
                 found = found or _position(text, start)
     return found
@@ -103,8 +103,7 @@ def loads(text: str, source: str = "<edn>") -> Any:
         forms = edn_format.loads_all(text)
     except edn_format.EDNDecodeError as err:
         raise _syntax_error(text, source, err) from None
-    except (NotImplementedError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            ZeroDivisionError) as err:
+    except (NotImplementedError, ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as err:
         raise ConfigError(f"{source}: EDN cannot be read: {err}") from None
     if len(forms) != 1:
         raise ConfigError(f"{source}: expected one EDN form, found {len(forms)}")
@@ -152,8 +151,10 @@ def pretty(value: Any, indent: int = 0) -> str:
     """EDN with one entry per line for maps and vectors of maps (how configs and networks are read by people)."""
     pad = " " * (indent + 1)
     if isinstance(value, Mapping) and any(isinstance(v, Mapping | PVector | list) for v in value.values()):
-        lines = [f"{dumps(Keyword(k) if isinstance(k, str) else k)} {pretty(v, indent + len(str(k)) + 3)}"
-                 for k, v in _ordered(value)]
+        lines = [
+            f"{dumps(Keyword(k) if isinstance(k, str) else k)} {pretty(v, indent + len(str(k)) + 3)}"
+            for k, v in _ordered(value)
+        ]
         return "{" + ("\n" + pad).join(lines) + "}"
     if isinstance(value, PVector | list) and any(isinstance(v, Mapping) for v in value):
         return "[" + ("\n" + pad).join(pretty(v, indent + 1) for v in value) + "]"

@@ -33,13 +33,32 @@ class TrainingDiverged(FpmlError):
         self.epoch, self.step, self.loss = epoch, step, loss
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
+def edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) turning ``a`` into ``b``."""
+    previous2, previous = [], list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb)))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        previous2, previous = previous, row
+    return previous[-1]
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
     """A hint naming the nearest valid choice, or '' when nothing is close.
 
     >>> did_you_mean("lineer", ["linear", "relu"])
     " (did you mean 'linear'?)"
+    >>> did_you_mean("adma", ["adam", "adamax"])
+    " (did you mean 'adam'?)"
     """
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    name, options = str(name), [str(c) for c in choices]
+    ranked = sorted((edit_distance(name, c), -difflib.SequenceMatcher(None, name, c).ratio(), c) for c in options)
+    if ranked and ranked[0][0] <= max(2, len(name) // 3):
+        return f" (did you mean '{ranked[0][2]}'?)"
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

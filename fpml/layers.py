@@ -10,8 +10,9 @@ the compiled stages. Adding a layer type is adding one entry here.
 Python users describe networks with the constructors at the bottom, which return the same plain maps
 EDN gives:
 
->>> linear(20)
-pmap({'type': :linear, 'size': 20})
+>>> from fpml.edn import dumps
+>>> dumps(linear(20, l2=1e-4))
+'{:type :linear :size 20 :l2 0.0001}'
 >>> dropout(keep=0.9)["keep"]
 0.9
 """
@@ -244,8 +245,9 @@ def input(size: int, *, id: str | None = None) -> PMap:  # noqa: A001 - the Cort
     return _layer("input", size=size, id=id and Keyword(id))
 
 
-def linear(size: int, *, id: str | None = None, init: str | None = None, l1: float | None = None,
-           l2: float | None = None) -> PMap:
+def linear(
+    size: int, *, id: str | None = None, init: str | None = None, l1: float | None = None, l2: float | None = None
+) -> PMap:
     """A fully connected layer of ``size`` units (optional ``l1``/``l2`` weight penalties)."""
     return _layer("linear", size=size, id=id and Keyword(id), init=init and Keyword(init), l1=l1, l2=l2)
 

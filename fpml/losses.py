@@ -60,15 +60,20 @@ def resolve_loss(name: str, network: Network) -> Loss:
         raise ConfigError(f":loss {name!r} is unknown{did_you_mean(name, LOSSES)}; allowed: auto, {one_of(LOSSES)}")
     loss = LOSSES[name]
     if loss.head is not None and loss.head != network.head:
-        raise ConfigError(f":loss :{name} needs a network ending in a :{loss.head} layer, this one ends in "
-                          f":{network.description[-1]['type']}")
+        raise ConfigError(
+            f":loss :{name} needs a network ending in a :{loss.head} layer, this one ends in "
+            f":{network.description[-1]['type']}"
+        )
     return loss
 
 
 def weight_penalty(description: Sequence[Mapping]) -> Callable[[Params], jax.Array]:
     """``params -> l1 * sum|w| + l2/2 * sum(w^2)`` over the layers whose maps set ``:l1``/``:l2``."""
-    terms = [(str(layer["id"]), float(layer.get("l1", 0.0)), float(layer.get("l2", 0.0)))
-             for layer in description if layer.get("l1") or layer.get("l2")]
+    terms = [
+        (str(layer["id"]), float(layer.get("l1", 0.0)), float(layer.get("l2", 0.0)))
+        for layer in description
+        if layer.get("l1") or layer.get("l2")
+    ]
 
     def penalty(params: Params) -> jax.Array:
         total = jnp.zeros((), jnp.float32)

@@ -113,9 +113,20 @@ class Report(NamedTuple):
     def as_dict(self) -> dict[str, float]:
         """Scalar metrics, for logs."""
         (tn, fp), (fn, tp) = self.confusion.tolist()
-        return {"precision": self.precision, "recall": self.recall, "f-beta": self.f_beta,
-                "accuracy": self.accuracy, "auroc": self.auroc, "auprc": self.auprc,
-                "tp": tp, "fp": fp, "tn": tn, "fn": fn, "threshold": self.threshold, "beta": self.beta}
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f-beta": self.f_beta,
+            "accuracy": self.accuracy,
+            "auroc": self.auroc,
+            "auprc": self.auprc,
+            "tp": tp,
+            "fp": fp,
+            "tn": tn,
+            "fn": fn,
+            "threshold": self.threshold,
+            "beta": self.beta,
+        }
 
 
 def report(y_true: np.ndarray, positive_prob: np.ndarray, threshold: float = 0.5, beta: float = 1.0) -> Report:
@@ -124,5 +135,14 @@ def report(y_true: np.ndarray, positive_prob: np.ndarray, threshold: float = 0.5
     p = p[:, 1] if p.ndim == 2 else p
     pred = label(p, threshold)
     prec, rec = precision(y_true, pred), recall(y_true, pred)
-    return Report(prec, rec, f_beta(prec, rec, beta), accuracy(y_true, pred), auroc(y_true, p), auprc(y_true, p),
-                  confusion_matrix(y_true, pred), float(threshold), float(beta))
+    return Report(
+        prec,
+        rec,
+        f_beta(prec, rec, beta),
+        accuracy(y_true, pred),
+        auroc(y_true, p),
+        auprc(y_true, p),
+        confusion_matrix(y_true, pred),
+        float(threshold),
+        float(beta),
+    )

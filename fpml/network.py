@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -80,8 +81,7 @@ def _check_layer(index: int, layer: Any) -> PMap:
         )
     spec = LAYER_TYPES[kind]
     allowed = {"type", "id", *spec.keys}
-    values = {}
-    for key, value in layer.items():
+    for key in layer:
         if key not in allowed:
             raise ConfigError(
                 f"{_where(index, layer)}: unknown key {edn.dumps(Keyword(str(key)))} for a :{kind} layer"
@@ -97,7 +97,6 @@ def _check_layer(index: int, layer: Any) -> PMap:
         complaint = check(layer[key])
         if complaint:
             raise ConfigError(f"{_where(index, layer)}: :{key} {complaint}, got {edn.dumps(layer[key])}")
-        values[key] = layer[key]
     if kind == "dropout" and ("keep" in layer) == ("rate" in layer):
         raise ConfigError(f"{_where(index, layer)}: give exactly one of :keep (probability to keep a unit) or :rate")
     return pmap({**layer, "type": Keyword(kind)})
@@ -140,7 +139,7 @@ def _options(layer: Mapping) -> dict[str, Any]:
 
 
 def _next_activation(layers: Sequence[Mapping], index: int) -> str | None:
-    for layer in layers[index + 1:]:
+    for layer in layers[index + 1 :]:
         activation = LAYER_TYPES[layer["type"]].activation
         if activation or LAYER_TYPES[layer["type"]].has_size:
             return activation
@@ -196,7 +195,9 @@ def build(description: Sequence[Mapping]) -> Network:
     head = last if last in HEADS else None
     input_size = layers[0]["size"]
     init = _init_fn(stages, input_size)
-    output_size = jax.eval_shape(lambda: _apply_fn(stages)(init(jax.random.key(0)), jnp.zeros((1, input_size)))).shape[-1]
+    output_size = jax.eval_shape(lambda: _apply_fn(stages)(init(jax.random.key(0)), jnp.zeros((1, input_size)))).shape[
+        -1
+    ]
     return Network(
         description=layers,
         init=init,
@@ -230,7 +231,7 @@ def summary(network: Network) -> tuple[LayerRow, ...]:
         p = shapes.get(str(layer["id"]), {})
         width = layer.get("size", width) if LAYER_TYPES[layer["type"]].has_size else width
         pshapes = {name: tuple(leaf.shape) for name, leaf in p.items()}
-        count = sum(int(jnp.prod(jnp.array(s))) if s else 1 for s in pshapes.values())
+        count = sum(math.prod(s) for s in pshapes.values())
         rows.append(LayerRow(str(layer["id"]), str(layer["type"]), (width,), pshapes, count))
     return tuple(rows)
 
@@ -252,6 +253,10 @@ def describe(network: Network) -> str:
         table.append((row.layer_id, row.type, str(row.output_shape), params, str(row.param_count)))
     table.append(("total", "", "", "", str(sum(row.param_count for row in rows))))
     widths = [max(len(r[i]) for r in table) for i in range(5)]
-    lines = ["   ".join(cell.rjust(w) if i == 4 else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-             for r in table]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = zip(row, widths, strict=True)
+        return "   ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(cells))
+
+    lines = [line(r) for r in table]
     return "\n".join(line.rstrip() for line in lines)

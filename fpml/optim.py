@@ -19,9 +19,33 @@ from fpml.errors import ConfigError, did_you_mean, one_of
 #: The optax optimizers a config may name (kebab-case in EDN: ``:noisy-sgd``).
 OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]] = {
     name.replace("_", "-"): getattr(optax, name)
-    for name in ("adabelief", "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamaxw", "adamw",
-                 "adan", "amsgrad", "fromage", "lamb", "lars", "lion", "nadam", "nadamw", "novograd",
-                 "noisy_sgd", "radam", "rmsprop", "rprop", "sgd", "sign_sgd", "sm3", "yogi")
+    for name in (
+        "adabelief",
+        "adadelta",
+        "adafactor",
+        "adagrad",
+        "adam",
+        "adamax",
+        "adamaxw",
+        "adamw",
+        "adan",
+        "amsgrad",
+        "fromage",
+        "lamb",
+        "lars",
+        "lion",
+        "nadam",
+        "nadamw",
+        "novograd",
+        "noisy_sgd",
+        "radam",
+        "rmsprop",
+        "rprop",
+        "sgd",
+        "sign_sgd",
+        "sm3",
+        "yogi",
+    )
     if hasattr(optax, name)
 }
 
@@ -49,8 +73,9 @@ def _call(fn: Callable, args: Mapping[str, Any], where: str) -> Any:
     for key in args:
         if _snake(key) not in accepted:
             kebab = [p.replace("_", "-") for p in accepted]
-            raise ConfigError(f"{where}: unknown argument :{key}{did_you_mean(key, kebab)}; "
-                              f"allowed: {one_of(':' + k for k in kebab)}")
+            raise ConfigError(
+                f"{where}: unknown argument :{key}{did_you_mean(key, kebab)}; allowed: {one_of(':' + k for k in kebab)}"
+            )
     try:
         return fn(**{_snake(k): (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items()})
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as err:
@@ -61,8 +86,10 @@ def schedule(spec: Mapping[str, Any]) -> optax.Schedule:
     """A learning-rate schedule from ``{:schedule NAME ...optax arguments}``."""
     name = spec.get("schedule")
     if name not in SCHEDULES:
-        raise ConfigError(f"optimizer :learning-rate: unknown :schedule {name!r}{did_you_mean(name, SCHEDULES)}; "
-                          f"allowed: {one_of(SCHEDULES)}")
+        raise ConfigError(
+            f"optimizer :learning-rate: unknown :schedule {name!r}{did_you_mean(name, SCHEDULES)}; "
+            f"allowed: {one_of(SCHEDULES)}"
+        )
     args = {k: v for k, v in spec.items() if k != "schedule"}
     return _call(SCHEDULES[name], args, f"optimizer :learning-rate schedule :{name}")
 
@@ -78,8 +105,9 @@ def optimizer(spec: Mapping[str, Any]) -> optax.GradientTransformation:
         raise ConfigError(f":optimizer must be a map like {{:name :adam :learning-rate 1e-3}}, got {spec!r}")
     name = spec.get("name")
     if name not in OPTIMIZERS:
-        raise ConfigError(f":optimizer :name {name!r} is unknown{did_you_mean(name, OPTIMIZERS)}; "
-                          f"allowed: {one_of(OPTIMIZERS)}")
+        raise ConfigError(
+            f":optimizer :name {name!r} is unknown{did_you_mean(name, OPTIMIZERS)}; allowed: {one_of(OPTIMIZERS)}"
+        )
     args = {k: v for k, v in spec.items() if k not in ("name", "clip-global-norm")}
     rate = args.get("learning-rate", DEFAULT_LEARNING_RATE)
     if isinstance(rate, Mapping):

@@ -17,15 +17,22 @@ def epoch_line(record: EpochRecord, epoch_count: int, samples: int) -> str:
     """One readable line for an epoch: loss, test P/R/F, AUPRC, speed, and a star when it is the best."""
     m = record.metrics
     speed = samples / record.seconds if record.seconds else 0.0
-    return (f"epoch {record.epoch + 1:>3}/{epoch_count}  loss {record.loss:.4f}  "
-            f"P {m['precision']:.3f}  R {m['recall']:.3f}  F{m['beta']:g} {m['f-beta']:.3f}  "
-            f"AUPRC {m['auprc']:.3f}  {record.seconds:.2f} s  {speed:,.0f} samples/s"
-            + ("  *best" if record.best else ""))
+    return (
+        f"epoch {record.epoch + 1:>3}/{epoch_count}  loss {record.loss:.4f}  "
+        f"P {m['precision']:.3f}  R {m['recall']:.3f}  F{m['beta']:g} {m['f-beta']:.3f}  "
+        f"AUPRC {m['auprc']:.3f}  {record.seconds:.2f} s  {speed:,.0f} samples/s" + ("  *best" if record.best else "")
+    )
 
 
 @contextmanager
-def epoch_display(epoch_count: int, samples_per_epoch: int, *, quiet: bool = False,
-                  plain: bool | None = None, console: Console | None = None) -> Iterator[Callable[[EpochRecord], None]]:
+def epoch_display(
+    epoch_count: int,
+    samples_per_epoch: int,
+    *,
+    quiet: bool = False,
+    plain: bool | None = None,
+    console: Console | None = None,
+) -> Iterator[Callable[[EpochRecord], None]]:
     """Yield an ``on_epoch`` callback: a live bar on a terminal, plain lines when stdout is not one.
 
     ``quiet`` prints nothing per epoch.
@@ -38,14 +45,22 @@ def epoch_display(epoch_count: int, samples_per_epoch: int, *, quiet: bool = Fal
     if plain:
         yield lambda record: print(epoch_line(record, epoch_count, samples_per_epoch), flush=True)
         return
-    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))
+    columns = (
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("epochs", total=epoch_count, status="compiling the epoch...")
 
         def on_epoch(record: EpochRecord) -> None:
-            bar.console.print(epoch_line(record, epoch_count, samples_per_epoch),
-                              style="green" if record.best else None, highlight=False)
+            bar.console.print(
+                epoch_line(record, epoch_count, samples_per_epoch),
+                style="green" if record.best else None,
+                highlight=False,
+            )
             bar.update(task, advance=1, status=f"loss {record.loss:.4f}  F {record.metrics['f-beta']:.3f}")
 
         yield on_epoch

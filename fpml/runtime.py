@@ -2,9 +2,9 @@
 
 XLA's CPU runtime sizes its thread pool from the cores the process may run on, when the backend starts.
 For small networks the pool's hand-offs cost more than the arithmetic they share: measured on a 2-core
-machine (``docs/performance.md``), the fraud network trains 2x faster confined to one core, and a
-29-256-256-2 network at batch 1,000 still 1.2x; a 1024-wide one is 1.6x faster on both. So ``:auto``
-confines the process to one core when a training step is under ~1 GFLOP and the backend is the CPU.
+machine (``bench/cpu_cores.py``, ``docs/performance.md``), the fraud network trains ~2x faster confined to
+one core, while a 29-256-256-2 network is already as fast or faster on both. So ``:auto`` confines the
+process to one core when a training step is under ~10 MFLOP and no GPU plugin is installed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from jax._src import xla_bridge
 from fpml.errors import ConfigError
 from fpml.layers import LAYER_TYPES
 
-ONE_CORE_BELOW_FLOPS = 1e9
+ONE_CORE_BELOW_FLOPS = 1e7
 
 
 def step_flops(description: Sequence[Mapping], batch_size: int) -> float:

@@ -53,8 +53,15 @@ class EpochRecord(NamedTuple):
     best: bool
 
     def as_json(self) -> str:
-        return json.dumps({"epoch": self.epoch, "loss": self.loss, "seconds": round(self.seconds, 4),
-                           "best": self.best, **self.metrics})
+        return json.dumps(
+            {
+                "epoch": self.epoch,
+                "loss": self.loss,
+                "seconds": round(self.seconds, 4),
+                "best": self.best,
+                **self.metrics,
+            }
+        )
 
 
 class TestResult(NamedTuple):
@@ -83,8 +90,9 @@ def init_state(network: Network, optimizer: optax.GradientTransformation, key: j
     return TrainState(params, optimizer.init(params))
 
 
-def make_epoch(network: Network, loss: losses.Loss, optimizer: optax.GradientTransformation, *,
-               epoch_size: int, batch_size: int) -> Callable[..., tuple[TrainState, jax.Array]]:
+def make_epoch(
+    network: Network, loss: losses.Loss, optimizer: optax.GradientTransformation, *, epoch_size: int, batch_size: int
+) -> Callable[..., tuple[TrainState, jax.Array]]:
     """``epoch(state, x, y, stream, key, epoch) -> (state, per-step losses)`` as one jitted XLA program.
 
     ``x``/``y`` are the whole training arrays (on device); batches are gathered inside the scan from the
@@ -110,8 +118,7 @@ def make_epoch(network: Network, loss: losses.Loss, optimizer: optax.GradientTra
     return jax.jit(epoch, donate_argnums=0)
 
 
-def classification_test_fn(network: Network, test: Dataset, *, threshold: float = 0.5,
-                           beta: float = 1.0) -> TestFn:
+def classification_test_fn(network: Network, test: Dataset, *, threshold: float = 0.5, beta: float = 1.0) -> TestFn:
     """Judge an epoch by F-beta on ``test`` at ``threshold`` on P(positive); best = higher than the best so far."""
     predict = jax.jit(network.apply)
     x, y_true = jax.device_put(test.x), test.labels
@@ -129,11 +136,24 @@ def _first_bad_step(step_losses: np.ndarray) -> int | None:
     return int(bad[0]) if bad.size else None
 
 
-def train_n(network: Network, optimizer: optax.GradientTransformation, loss: losses.Loss, train: Dataset,
-            stream: Stream, test_fn: TestFn, *, key: jax.Array, epoch_count: int, epoch_size: int,
-            batch_size: int, state: TrainState | None = None, start_epoch: int = 0,
-            run_dir: str | Path | None = None, config: Mapping | None = None,
-            on_epoch: Callable[[EpochRecord], None] = lambda record: None) -> TrainResult:
+def train_n(
+    network: Network,
+    optimizer: optax.GradientTransformation,
+    loss: losses.Loss,
+    train: Dataset,
+    stream: Stream,
+    test_fn: TestFn,
+    *,
+    key: jax.Array,
+    epoch_count: int,
+    epoch_size: int,
+    batch_size: int,
+    state: TrainState | None = None,
+    start_epoch: int = 0,
+    run_dir: str | Path | None = None,
+    config: Mapping | None = None,
+    on_epoch: Callable[[EpochRecord], None] = lambda record: None,
+) -> TrainResult:
     """Train for ``epoch_count`` epochs and return the best network by ``test_fn``.
 
     With ``run_dir``, the best checkpoint (``best.npz``), the latest one (``last.npz``) and the per-epoch
@@ -154,8 +174,9 @@ def train_n(network: Network, optimizer: optax.GradientTransformation, loss: los
         if bad is not None:
             raise TrainingDiverged(epoch, bad, float(step_losses[bad]))
         result = test_fn(state.params, best)
-        record = EpochRecord(epoch, float(step_losses.mean()), dict(result.metrics),
-                             time.perf_counter() - started, bool(result.best))
+        record = EpochRecord(
+            epoch, float(step_losses.mean()), dict(result.metrics), time.perf_counter() - started, bool(result.best)
+        )
         history.append(record)
         host_state = jax.device_get(state)
         if record.best:
@@ -166,11 +187,25 @@ def train_n(network: Network, optimizer: optax.GradientTransformation, loss: los
     return TrainResult(best_state.params, best, tuple(history), state)
 
 
-def _save_epoch(run_dir: Path, network: Network, state: TrainState, record: EpochRecord,
-                best_state: TrainState | None, config: Mapping | None, history: list[EpochRecord]) -> None:
+def _save_epoch(
+    run_dir: Path,
+    network: Network,
+    state: TrainState,
+    record: EpochRecord,
+    best_state: TrainState | None,
+    config: Mapping | None,
+    history: list[EpochRecord],
+) -> None:
     def save(name: str, s: TrainState) -> None:
-        checkpoint.save(run_dir / name, network.description, s.params, opt_state=s.opt_state,
-                        epoch=record.epoch, metrics={"loss": record.loss, **record.metrics}, config=config)
+        checkpoint.save(
+            run_dir / name,
+            network.description,
+            s.params,
+            opt_state=s.opt_state,
+            epoch=record.epoch,
+            metrics={"loss": record.loss, **record.metrics},
+            config=config,
+        )
 
     if best_state is not None:
         save("best.npz", best_state)

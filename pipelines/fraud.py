@@ -72,8 +72,9 @@ class RunResult(NamedTuple):
     source: str
 
 
-def run(cfg: Mapping, name: str, *, quiet: bool = False, plain: bool | None = None,
-        console: Console | None = None) -> RunResult:
+def run(
+    cfg: Mapping, name: str, *, quiet: bool = False, plain: bool | None = None, console: Console | None = None
+) -> RunResult:
     """Train the configured network on the fraud data; save the best network and the log in a run folder."""
     console = console or Console()
     key = jax.random.key(int(cfg["seed"]))
@@ -83,38 +84,62 @@ def run(cfg: Mapping, name: str, *, quiet: bool = False, plain: bool | None = No
     data = prepare(cfg, jax.random.fold_in(key, SPLIT_KEY))
     if cfg["batch-size"] > len(data.train):
         from fpml.errors import ConfigError
+
         raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
     run_dir = new_run_dir(cfg["run-dir"], name)
     write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
     write_text(run_dir / "data.txt", data.source + "\n")
     if not quiet:
-        console.print(f"[bold]fpml[/] {name}: {data.source}; backend {jax.default_backend()} "
-                      f"({jax.device_count()} device{'s' if jax.device_count() > 1 else ''})", highlight=False)
+        console.print(
+            f"[bold]fpml[/] {name}: {data.source}; backend {jax.default_backend()} "
+            f"({jax.device_count()} device{'s' if jax.device_count() > 1 else ''})",
+            highlight=False,
+        )
         console.print(f"train {data.train!r}, test {data.test!r}", highlight=False)
         console.print(network.describe(net), highlight=False)
-    train_stream = (stream.class_balanced(data.train.labels) if cfg["stream"] == "class-balanced"
-                    else stream.shuffled(len(data.train)))
+    train_stream = (
+        stream.class_balanced(data.train.labels)
+        if cfg["stream"] == "class-balanced"
+        else stream.shuffled(len(data.train))
+    )
     test_fn = train.classification_test_fn(net, data.test, threshold=cfg["threshold"], beta=cfg["beta"])
-    with progress.epoch_display(cfg["epoch-count"], cfg["epoch-size"], quiet=quiet, plain=plain,
-                                console=console) as on_epoch:
+    with progress.epoch_display(
+        cfg["epoch-count"], cfg["epoch-size"], quiet=quiet, plain=plain, console=console
+    ) as on_epoch:
         result = train.train_n(
-            net, optimizer, loss, data.train, train_stream, test_fn,
-            key=jax.random.fold_in(key, TRAIN_KEY), epoch_count=cfg["epoch-count"], epoch_size=cfg["epoch-size"],
-            batch_size=cfg["batch-size"], state=train.init_state(net, optimizer, jax.random.fold_in(key, INIT_KEY)),
-            run_dir=run_dir, config=cfg, on_epoch=on_epoch)
+            net,
+            optimizer,
+            loss,
+            data.train,
+            train_stream,
+            test_fn,
+            key=jax.random.fold_in(key, TRAIN_KEY),
+            epoch_count=cfg["epoch-count"],
+            epoch_size=cfg["epoch-size"],
+            batch_size=cfg["batch-size"],
+            state=train.init_state(net, optimizer, jax.random.fold_in(key, INIT_KEY)),
+            run_dir=run_dir,
+            config=cfg,
+            on_epoch=on_epoch,
+        )
     probs = np.asarray(jax.jit(net.apply)(result.params, data.test.x))[:, -1]
     report = metrics.report(data.test.labels, probs, cfg["threshold"], cfg["beta"])
     if not quiet:
-        console.print(progress.summary_table(f"best network: epoch {result.best.epoch + 1} of {cfg['epoch-count']}", {
-            "data": data.source,
-            "test set": f"{len(data.test)} rows, {int(data.test.labels.sum())} positives",
-            "threshold": f"P(fraud) >= {cfg['threshold']}",
-            "precision": f"{report.precision:.4f}",
-            "recall": f"{report.recall:.4f}",
-            f"F{cfg['beta']:g}": f"{report.f_beta:.4f}",
-            "AUPRC / AUROC": f"{report.auprc:.4f} / {report.auroc:.4f}",
-            "confusion (tn fp / fn tp)": str(report.confusion.tolist()),
-            "training time": f"{sum(r.seconds for r in result.history):.1f} s (compile included)",
-            "saved": f"{run_dir / 'best.npz'} (log: {run_dir / 'log.jsonl'})",
-        }))
+        console.print(
+            progress.summary_table(
+                f"best network: epoch {result.best.epoch + 1} of {cfg['epoch-count']}",
+                {
+                    "data": data.source,
+                    "test set": f"{len(data.test)} rows, {int(data.test.labels.sum())} positives",
+                    "threshold": f"P(fraud) >= {cfg['threshold']}",
+                    "precision": f"{report.precision:.4f}",
+                    "recall": f"{report.recall:.4f}",
+                    f"F{cfg['beta']:g}": f"{report.f_beta:.4f}",
+                    "AUPRC / AUROC": f"{report.auprc:.4f} / {report.auroc:.4f}",
+                    "confusion (tn fp / fn tp)": str(report.confusion.tolist()),
+                    "training time": f"{sum(r.seconds for r in result.history):.1f} s (compile included)",
+                    "saved": f"{run_dir / 'best.npz'} (log: {run_dir / 'log.jsonl'})",
+                },
+            )
+        )
     return RunResult(run_dir, result, report, data.source)

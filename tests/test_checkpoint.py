@@ -11,8 +11,14 @@ import pytest
 from fpml import checkpoint, edn, layers, network
 from fpml.errors import CheckpointError
 
-DESCRIPTION = [layers.input(5), layers.linear_then("relu", 8), layers.prelu(), layers.dropout(keep=0.9),
-               layers.linear(2), layers.softmax()]
+DESCRIPTION = [
+    layers.input(5),
+    layers.linear_then("relu", 8),
+    layers.prelu(),
+    layers.dropout(keep=0.9),
+    layers.linear(2),
+    layers.softmax(),
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +46,9 @@ def _leaves_identical(a, b) -> None:
 
 def test_round_trip_is_bit_identical(tmp_path, net, params):
     cfg = edn.freeze({"batch-size": 10, "network": list(net.description)})
-    path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params, epoch=7,
-                           metrics={"f-beta": 0.5, "auprc": 0.25}, config=cfg)
+    path = checkpoint.save(
+        tmp_path / "ckpt.npz", net.description, params, epoch=7, metrics={"f-beta": 0.5, "auprc": 0.25}, config=cfg
+    )
     assert path == tmp_path / "ckpt.npz" and path.is_file()
     ckpt = checkpoint.load(path)
     assert sorted(ckpt.params) == sorted(params)
@@ -142,8 +149,16 @@ def test_damaged_description(tmp_path, net, params):
 
 def test_check_params_rejects_checkpoint_of_another_network(tmp_path, net, params):
     ckpt = checkpoint.load(checkpoint.save(tmp_path / "ckpt.npz", net.description, params))
-    other_width = network.build([layers.input(5), layers.linear_then("relu", 9), layers.prelu(),
-                                 layers.dropout(keep=0.9), layers.linear(2), layers.softmax()])
+    other_width = network.build(
+        [
+            layers.input(5),
+            layers.linear_then("relu", 9),
+            layers.prelu(),
+            layers.dropout(keep=0.9),
+            layers.linear(2),
+            layers.softmax(),
+        ]
+    )
     with pytest.raises(CheckpointError, match="linear-1"):
         checkpoint.check_params(ckpt, other_width)
     other_input = network.build([layers.input(6), *DESCRIPTION[1:]])

@@ -10,13 +10,17 @@ import pytest
 from fpml import checkpoint, config
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["synthetic={:rows 6000 :frauds 60 :seed 2}", "test-size=1500", "epoch-count=2", "epoch-size=2000",
-         "batch-size=50"]
+SMALL = [
+    "synthetic={:rows 6000 :frauds 60 :seed 2}",
+    "test-size=1500",
+    "epoch-count=2",
+    "epoch-size=2000",
+    "batch-size=50",
+]
 
 
 def fpml(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "fpml", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "fpml", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_train_writes_a_run_folder(tmp_path):
@@ -45,16 +49,19 @@ def test_describe_prints_the_layer_table():
     assert "linear-1" in out.stdout and "832" in out.stdout
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["train", "nosuchconfig"], "unknown config 'nosuchconfig'"),
-    (["train", "fraudd"], "did you mean 'fraud'"),
-    (["train", "fraud", "epoch-cout=3"], "did you mean 'epoch-count'"),
-    (["train", "fraud", "epoch-count=[1"], "EDN syntax error"),
-    (["train", "fraud", "epoch-count=-1"], ":epoch-count must be a positive integer, got -1"),
-    (["train", "fraud", "optimizer.name=:adamm"], "unknown"),
-    (["train", "fraud", "network.1.size=0"], ":size must be a positive integer, got 0"),
-    (["train", "fraud", "data=/no/such/file.csv"], "/no/such/file.csv does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "nosuchconfig"], "unknown config 'nosuchconfig'"),
+        (["train", "fraudd"], "did you mean 'fraud'"),
+        (["train", "fraud", "epoch-cout=3"], "did you mean 'epoch-count'"),
+        (["train", "fraud", "epoch-count=[1"], "EDN syntax error"),
+        (["train", "fraud", "epoch-count=-1"], ":epoch-count must be a positive integer, got -1"),
+        (["train", "fraud", "optimizer.name=:adamm"], "unknown"),
+        (["train", "fraud", "network.1.size=0"], ":size must be a positive integer, got 0"),
+        (["train", "fraud", "data=/no/such/file.csv"], "/no/such/file.csv does not exist"),
+    ],
+)
 def test_bad_input_is_one_clean_line(args, needle, tmp_path):
     out = fpml(*args, f"run-dir={tmp_path}") if args[0] == "train" and len(args) > 2 else fpml(*args)
     assert out.returncode == 2

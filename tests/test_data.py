@@ -93,8 +93,9 @@ def test_read_good_csv(tmp_path, small_frame):
     assert list(loaded.columns) == list(io.CREDITCARD_COLUMNS)
     assert loaded["Class"].dtype == np.int64
     np.testing.assert_array_equal(loaded["Class"].to_numpy(), small_frame["Class"].to_numpy())
-    np.testing.assert_allclose(loaded.drop(columns=["Class"]).to_numpy(),
-                               small_frame.drop(columns=["Class"]).to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        loaded.drop(columns=["Class"]).to_numpy(), small_frame.drop(columns=["Class"]).to_numpy(), rtol=1e-12
+    )
 
 
 def test_read_csv_reorders_columns_to_the_schema(tmp_path, small_frame):

@@ -27,11 +27,19 @@ def _same(a, b) -> bool:
     Map keys are compared by name only: ``dumps`` writes string keys as keywords (documented).
     """
     if isinstance(a, PMap) or isinstance(b, PMap):
-        return (isinstance(a, PMap) and isinstance(b, PMap) and len(a) == len(b)
-                and all(k in b and _same(v, b[k]) for k, v in a.items()))
+        return (
+            isinstance(a, PMap)
+            and isinstance(b, PMap)
+            and len(a) == len(b)
+            and all(k in b and _same(v, b[k]) for k, v in a.items())
+        )
     if isinstance(a, PVector) or isinstance(b, PVector):
-        return (isinstance(a, PVector) and isinstance(b, PVector) and len(a) == len(b)
-                and all(_same(x, y) for x, y in zip(a, b, strict=True)))
+        return (
+            isinstance(a, PVector)
+            and isinstance(b, PVector)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
     if type(a) is not type(b):
         return False
     if isinstance(a, float) and math.isnan(a):
@@ -51,8 +59,7 @@ NESTED = {
     "no": False,
     "empty-vec": [],
     "empty-map": {},
-    "layers": [{"type": Keyword("input"), "size": 3},
-               {"type": Keyword("linear->relu"), "size": 20, "l2": 0.0}],
+    "layers": [{"type": Keyword("input"), "size": 3}, {"type": Keyword("linear->relu"), "size": 20, "l2": 0.0}],
     "nested": {"deep": [[1, 2.0, Keyword("k")], {"x": [None, True, "s"]}]},
 }
 
@@ -87,7 +94,12 @@ def test_non_finite_floats_round_trip():
 keywords = st.from_regex(r"[a-z][a-z0-9\-]{0,8}(->[a-z]{1,5})?", fullmatch=True).map(Keyword)
 plain_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), keywords, plain_text,
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    keywords,
+    plain_text,
 )
 edn_data = st.recursive(
     scalars,
@@ -109,7 +121,7 @@ def test_round_trip_property(value):
         "{:a 1",
         "{:a 1]",
         "[1 2\n :b }",
-        '{:network [{:type :input :size 3}\n  {:type :linear :size 2}}',
+        "{:network [{:type :input :size 3}\n  {:type :linear :size 2}}",
         '"unterminated',
         "~",
         "[:a :b]}",
@@ -213,8 +225,7 @@ def test_missing_network_and_non_map():
 
 def test_loss_must_fit_the_head():
     with pytest.raises(ConfigError, match="softmax"):
-        config.from_text("{:network [{:type :input :size 3} {:type :linear :size 2}]"
-                         " :loss :softmax-cross-entropy}")
+        config.from_text("{:network [{:type :input :size 3} {:type :linear :size 2}] :loss :softmax-cross-entropy}")
     cfg = config.from_text("{:network " + NET + " :loss :softmax-cross-entropy}")
     assert cfg["loss"] == "softmax-cross-entropy"
 
@@ -249,8 +260,14 @@ def test_load_by_name_and_by_path(config_dir):
 
 
 def test_override_top_level_and_dotted_keys(config_dir):
-    overrides = ["epoch-count=3", "batch-size=50", "optimizer.learning-rate=1e-4", "optimizer.name=:sgd",
-                 "threshold=0.8", "standardize=true"]
+    overrides = [
+        "epoch-count=3",
+        "batch-size=50",
+        "optimizer.learning-rate=1e-4",
+        "optimizer.name=:sgd",
+        "threshold=0.8",
+        "standardize=true",
+    ]
     cfg = config.load("fraud", overrides, config_dir=config_dir)
     assert cfg["epoch-count"] == 3 and cfg["batch-size"] == 50
     assert cfg["optimizer"]["learning-rate"] == 1e-4 and cfg["optimizer"]["name"] == "sgd"
@@ -343,13 +360,14 @@ def _only_fpml_errors(fn, *args) -> None:
 
 
 layer_type_names = st.one_of(st.sampled_from(sorted(layers.LAYER_TYPES)), keywords, plain_text)
-layer_key_names = st.sampled_from(["type", "id", "size", "init", "l1", "l2", "alpha", "keep", "rate",
-                                   "variance", "sise"])
-numbers = st.one_of(st.integers(-5, 50), st.integers(), st.floats(),
-                    st.sampled_from([0, 1, 0.5, 1.0, 0.0, -1]))
+layer_key_names = st.sampled_from(
+    ["type", "id", "size", "init", "l1", "l2", "alpha", "keep", "rate", "variance", "sise"]
+)
+numbers = st.one_of(st.integers(-5, 50), st.integers(), st.floats(), st.sampled_from([0, 1, 0.5, 1.0, 0.0, -1]))
 values = st.one_of(scalars, numbers, st.sampled_from([Keyword(k) for k in ("he", "glorot", "lecun", "data")]))
 layer_maps = st.fixed_dictionaries({"type": layer_type_names}, optional={"size": numbers}).flatmap(
-    lambda base: st.dictionaries(layer_key_names, values, max_size=3).map(lambda extra: {**extra, **base}))
+    lambda base: st.dictionaries(layer_key_names, values, max_size=3).map(lambda extra: {**extra, **base})
+)
 layer_like = st.one_of(layer_maps, edn_data)
 networks = st.one_of(
     st.lists(layer_like, max_size=5).map(lambda rest: [{"type": Keyword("input"), "size": 3}, *rest]),
@@ -359,17 +377,28 @@ networks = st.one_of(
 optimizer_maps = st.fixed_dictionaries(
     {"name": st.one_of(st.sampled_from(sorted(optim.OPTIMIZERS)), keywords)},
     optional={
-        "learning-rate": st.one_of(numbers, st.fixed_dictionaries(
-            {"schedule": st.one_of(st.sampled_from(sorted(optim.SCHEDULES)), keywords)},
-            optional={"init-value": numbers, "decay-steps": numbers, "value": numbers, "end-value": numbers,
-                      "transition-steps": numbers, "boundaries-and-scales": edn_data})),
+        "learning-rate": st.one_of(
+            numbers,
+            st.fixed_dictionaries(
+                {"schedule": st.one_of(st.sampled_from(sorted(optim.SCHEDULES)), keywords)},
+                optional={
+                    "init-value": numbers,
+                    "decay-steps": numbers,
+                    "value": numbers,
+                    "end-value": numbers,
+                    "transition-steps": numbers,
+                    "boundaries-and-scales": edn_data,
+                },
+            ),
+        ),
         "clip-global-norm": numbers,
         "momentum": values,
         "b1": values,
     },
 )
-PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 config_maps = st.fixed_dictionaries(
     {},
     optional={
@@ -377,8 +406,10 @@ config_maps = st.fixed_dictionaries(
         "optimizer": st.one_of(optimizer_maps, edn_data),
         "batch-size": numbers,
         "epoch-size": numbers,
-        "loss": st.one_of(st.sampled_from([Keyword(k) for k in ("auto", "mse", "softmax-cross-entropy",
-                                                                "binary-cross-entropy")]), values),
+        "loss": st.one_of(
+            st.sampled_from([Keyword(k) for k in ("auto", "mse", "softmax-cross-entropy", "binary-cross-entropy")]),
+            values,
+        ),
         "test-size": numbers,
         "drop-columns": edn_data,
         "data": values,
@@ -404,11 +435,41 @@ def test_network_build_never_raises_anything_but_fpml_errors(description):
 
 
 edn_alphabet = string.ascii_letters + string.digits + " \n\t{}[]()#:\"\\;,.-+/_*!?<>=^~@%&'`$|é"
-edn_fragments = st.sampled_from([
-    "{", "}", "[", "]", ":type", ":input", ":linear", ":size", "3", "0.5", "nil", "true", '"s"', "#{", "#_",
-    "#inst", "#uuid", "1/0", "1/2", "1.5M", "7N", "\\a", "##NaN", "##Inf", ":network", "-", "/", ".", " ",
-    "\n", "1e999",
-])
+edn_fragments = st.sampled_from(
+    [
+        "{",
+        "}",
+        "[",
+        "]",
+        ":type",
+        ":input",
+        ":linear",
+        ":size",
+        "3",
+        "0.5",
+        "nil",
+        "true",
+        '"s"',
+        "#{",
+        "#_",
+        "#inst",
+        "#uuid",
+        "1/0",
+        "1/2",
+        "1.5M",
+        "7N",
+        "\\a",
+        "##NaN",
+        "##Inf",
+        ":network",
+        "-",
+        "/",
+        ".",
+        " ",
+        "\n",
+        "1e999",
+    ]
+)
 random_text = st.one_of(
     st.text(alphabet=edn_alphabet, max_size=40),
     st.lists(edn_fragments, max_size=15).map(" ".join),
@@ -430,15 +491,17 @@ def test_loads_and_validate_of_random_text_raise_only_fpml_errors(text):
     _only_fpml_errors(read_and_build, text)
 
 
-MUTATED_BASE = ("{:network " + NET + " :batch-size 10 :epoch-size 100"
-                " :optimizer {:name :adam :learning-rate 1e-3}}")
+MUTATED_BASE = "{:network " + NET + " :batch-size 10 :epoch-size 100 :optimizer {:name :adam :learning-rate 1e-3}}"
 
 
 @PROPERTY
-@given(st.integers(0, len(MUTATED_BASE)), st.integers(0, 6),
-       st.one_of(st.just(""), st.text(alphabet=edn_alphabet, max_size=4), edn_fragments))
+@given(
+    st.integers(0, len(MUTATED_BASE)),
+    st.integers(0, 6),
+    st.one_of(st.just(""), st.text(alphabet=edn_alphabet, max_size=4), edn_fragments),
+)
 def test_mutated_config_text_raises_only_fpml_errors(start, span, insert):
-    text = MUTATED_BASE[:start] + insert + MUTATED_BASE[start + span:]
+    text = MUTATED_BASE[:start] + insert + MUTATED_BASE[start + span :]
     _only_fpml_errors(config.from_text, text)
 
 
@@ -462,7 +525,9 @@ def test_huge_prelu_alpha_is_a_config_error():
 def test_bad_schedule_argument_is_a_config_error():
     # optax raises AttributeError for a non-map :boundaries-and-scales; optim._call only converts
     # TypeError/ValueError into ConfigError
-    text = ("{:network " + NET + " :optimizer {:name :adam :learning-rate {:schedule :piecewise-constant "
-            ":init-value 1 :boundaries-and-scales 3}}}")
+    text = (
+        "{:network " + NET + " :optimizer {:name :adam :learning-rate {:schedule :piecewise-constant "
+        ":init-value 1 :boundaries-and-scales 3}}}"
+    )
     with pytest.raises(ConfigError):
         config.from_text(text)

@@ -75,8 +75,10 @@ def _activation_net(name: str, width: int = 7):
 def test_activation_numerics_match_numpy():
     x = np.random.default_rng(1).normal(scale=3.0, size=(9, 7)).astype(np.float32)
     params = {}
-    out = {name: np.asarray(_activation_net(name).apply(params, x)) for name in ("relu", "tanh", "logistic",
-                                                                                  "swish", "softmax")}
+    out = {
+        name: np.asarray(_activation_net(name).apply(params, x))
+        for name in ("relu", "tanh", "logistic", "swish", "softmax")
+    }
     np.testing.assert_allclose(out["relu"], np.maximum(x, 0), rtol=1e-6)
     np.testing.assert_allclose(out["tanh"], np.tanh(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["logistic"], 1 / (1 + np.exp(-x.astype(np.float64))), rtol=1e-5, atol=1e-6)
@@ -226,9 +228,17 @@ def test_bias_starts_at_zero():
 
 
 def test_auto_ids_and_params_keyed_by_id():
-    net = network.build([layers.input(5), layers.linear(4), layers.activation("relu"),
-                         layers.linear_then("relu", 3), layers.dropout(keep=0.9), layers.linear(2),
-                         layers.activation("relu")])
+    net = network.build(
+        [
+            layers.input(5),
+            layers.linear(4),
+            layers.activation("relu"),
+            layers.linear_then("relu", 3),
+            layers.dropout(keep=0.9),
+            layers.linear(2),
+            layers.activation("relu"),
+        ]
+    )
     ids = [str(layer["id"]) for layer in net.description]
     assert ids == ["input-1", "linear-1", "relu-1", "linear-2", "dropout-1", "linear-3", "relu-2"]
     params = net.init(jax.random.key(0))
@@ -254,8 +264,13 @@ def _shapes(params):
 
 def test_adding_a_layer_leaves_other_params_unchanged_in_shape():
     base = [layers.input(5, id="in"), layers.linear(4, id="a"), layers.linear(2, id="b")]
-    more = [layers.input(5, id="in"), layers.linear(4, id="a"), layers.linear_then("relu", 4, id="extra"),
-            layers.dropout(keep=0.9), layers.linear(2, id="b")]
+    more = [
+        layers.input(5, id="in"),
+        layers.linear(4, id="a"),
+        layers.linear_then("relu", 4, id="extra"),
+        layers.dropout(keep=0.9),
+        layers.linear(2, id="b"),
+    ]
     s1 = _shapes(network.build(base).init(jax.random.key(0)))
     s2 = _shapes(network.build(more).init(jax.random.key(0)))
     assert set(s2) == set(s1) | {"extra"}
@@ -263,8 +278,11 @@ def test_adding_a_layer_leaves_other_params_unchanged_in_shape():
         assert s1[lid] == s2[lid]
     # auto ids: appending at the end leaves earlier ids and shapes alone
     a = _shapes(network.build([layers.input(5), layers.linear(4), layers.linear(3)]).init(jax.random.key(0)))
-    b = _shapes(network.build([layers.input(5), layers.linear(4), layers.linear(3), layers.activation("relu"),
-                               layers.linear(2)]).init(jax.random.key(0)))
+    b = _shapes(
+        network.build(
+            [layers.input(5), layers.linear(4), layers.linear(3), layers.activation("relu"), layers.linear(2)]
+        ).init(jax.random.key(0))
+    )
     assert {k: b[k] for k in a} == a and set(b) == {"linear-1", "linear-2", "linear-3"}
 
 
@@ -277,14 +295,24 @@ def test_same_key_same_params_different_key_different_params():
     assert not np.array_equal(np.asarray(p1["linear-1"]["w"]), np.asarray(p3["linear-1"]["w"]))
     # a rebuilt network gives the same params for the same key
     again = network.build([layers.input(5), layers.linear_then("relu", 4), layers.prelu(), layers.linear(2)])
-    np.testing.assert_array_equal(np.asarray(again.init(jax.random.key(7))["linear-2"]["w"]),
-                                  np.asarray(p1["linear-2"]["w"]))
+    np.testing.assert_array_equal(
+        np.asarray(again.init(jax.random.key(7))["linear-2"]["w"]), np.asarray(p1["linear-2"]["w"])
+    )
 
 
 def test_describe_total_equals_param_sizes():
-    net = network.build([layers.input(5), layers.linear_then("relu", 8), layers.prelu(),
-                         layers.dropout(keep=0.9), layers.linear(6), layers.activation("tanh"),
-                         layers.linear(2), layers.softmax()])
+    net = network.build(
+        [
+            layers.input(5),
+            layers.linear_then("relu", 8),
+            layers.prelu(),
+            layers.dropout(keep=0.9),
+            layers.linear(6),
+            layers.activation("tanh"),
+            layers.linear(2),
+            layers.softmax(),
+        ]
+    )
     params = net.init(jax.random.key(0))
     size = sum(int(np.asarray(leaf).size) for leaf in jax.tree.leaves(params))
     assert size == (5 * 8 + 8) + 8 + (8 * 6 + 6) + (6 * 2 + 2)
@@ -317,10 +345,17 @@ EDN_TEXT = """
 
 
 def test_constructors_build_the_same_network_as_edn():
-    built = [layers.input(5), layers.linear_then("relu", 4, l2=0.01), layers.dropout(keep=0.9),
-             layers.prelu(0.2), layers.multiplicative_dropout(0.3),
-             layers.linear_then("tanh", 3, init="he", id="hidden"), layers.activation("swish"),
-             layers.linear(2, l1=0.001), layers.softmax()]
+    built = [
+        layers.input(5),
+        layers.linear_then("relu", 4, l2=0.01),
+        layers.dropout(keep=0.9),
+        layers.prelu(0.2),
+        layers.multiplicative_dropout(0.3),
+        layers.linear_then("tanh", 3, init="he", id="hidden"),
+        layers.activation("swish"),
+        layers.linear(2, l1=0.001),
+        layers.softmax(),
+    ]
     from_py = network.build(built)
     from_edn = network.build(edn.loads(EDN_TEXT))
     assert from_py.description == from_edn.description
@@ -333,8 +368,9 @@ def test_constructors_build_the_same_network_as_edn():
     x = _x(4)
     np.testing.assert_array_equal(np.asarray(from_py.apply(p1, x)), np.asarray(from_edn.apply(p2, x)))
     key = jax.random.key(9)
-    np.testing.assert_array_equal(np.asarray(from_py.apply(p1, x, key=key, train=True)),
-                                  np.asarray(from_edn.apply(p2, x, key=key, train=True)))
+    np.testing.assert_array_equal(
+        np.asarray(from_py.apply(p1, x, key=key, train=True)), np.asarray(from_edn.apply(p2, x, key=key, train=True))
+    )
 
 
 def test_constructor_maps_are_plain_layer_maps():

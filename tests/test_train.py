@@ -28,9 +28,18 @@ def run(data, epochs=3, opt="{:name :adam :learning-rate 0.01}", **kw):
     train_part, test_part = data
     net = network.build(NET)
     return train.train_n(
-        net, optim.optimizer(edn.loads(opt)), losses.resolve_loss("auto", net), train_part,
-        stream.class_balanced(train_part.labels), train.classification_test_fn(net, test_part),
-        key=jax.random.key(7), epoch_count=epochs, epoch_size=2_000, batch_size=50, **kw)
+        net,
+        optim.optimizer(edn.loads(opt)),
+        losses.resolve_loss("auto", net),
+        train_part,
+        stream.class_balanced(train_part.labels),
+        train.classification_test_fn(net, test_part),
+        key=jax.random.key(7),
+        epoch_count=epochs,
+        epoch_size=2_000,
+        batch_size=50,
+        **kw,
+    )
 
 
 def leaves_equal(a, b):
@@ -75,10 +84,19 @@ def test_returns_and_saves_the_best_epoch_not_the_last(data, tmp_path):
 
     train_part, _ = data
     net = network.build(NET)
-    result = train.train_n(net, optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}")),
-                           losses.resolve_loss("auto", net), train_part, stream.class_balanced(train_part.labels),
-                           first_two_only, key=jax.random.key(7), epoch_count=4, epoch_size=2_000, batch_size=50,
-                           run_dir=tmp_path)
+    result = train.train_n(
+        net,
+        optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}")),
+        losses.resolve_loss("auto", net),
+        train_part,
+        stream.class_balanced(train_part.labels),
+        first_two_only,
+        key=jax.random.key(7),
+        epoch_count=4,
+        epoch_size=2_000,
+        batch_size=50,
+        run_dir=tmp_path,
+    )
     assert result.best.epoch == 1
     assert leaves_equal(result.params, seen[1])
     assert not leaves_equal(result.params, seen[3])
@@ -101,7 +119,9 @@ def test_saved_best_network_predicts_bit_identically(data, tmp_path):
 
 def test_nan_loss_stops_with_epoch_and_step_keeping_the_best(data, tmp_path):
     # 40 steps per epoch; the learning rate explodes at step 45, i.e. epoch 1, step 5.
-    opt = "{:name :sgd :learning-rate {:schedule :piecewise-constant :init-value 0.01 :boundaries-and-scales {45 1e38}}}"
+    opt = (
+        "{:name :sgd :learning-rate {:schedule :piecewise-constant :init-value 0.01 :boundaries-and-scales {45 1e38}}}"
+    )
     with pytest.raises(TrainingDiverged) as err:
         run(data, epochs=3, opt=opt, run_dir=tmp_path)
     assert err.value.epoch == 1 and err.value.step > 5
@@ -112,5 +132,10 @@ def test_nan_loss_stops_with_epoch_and_step_keeping_the_best(data, tmp_path):
 def test_epoch_size_must_be_a_multiple_of_batch_size():
     net = network.build(NET)
     with pytest.raises(ConfigError, match="multiple"):
-        train.make_epoch(net, losses.resolve_loss("auto", net), optim.optimizer(edn.loads("{:name :adam}")),
-                         epoch_size=1_001, batch_size=50)
+        train.make_epoch(
+            net,
+            losses.resolve_loss("auto", net),
+            optim.optimizer(edn.loads("{:name :adam}")),
+            epoch_size=1_001,
+            batch_size=50,
+        )

@@ -14,14 +14,16 @@ from fpml.errors import DataError
 CREDITCARD_COLUMNS: tuple[str, ...] = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class")
 
 
-def validate_frame(frame: pd.DataFrame, source: str, columns: Sequence[str] = CREDITCARD_COLUMNS,
-                   label: str = "Class") -> pd.DataFrame:
+def validate_frame(
+    frame: pd.DataFrame, source: str, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class"
+) -> pd.DataFrame:
     """Check the schema and values of a loaded table; return it with float64 features and int labels."""
     missing = [c for c in columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in columns]
     if missing or extra:
         parts = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + (
-            [f"unexpected column(s) {', '.join(map(str, extra))}"] if extra else [])
+            [f"unexpected column(s) {', '.join(map(str, extra))}"] if extra else []
+        )
         raise DataError(f"{source}: {'; '.join(parts)}; expected {', '.join(columns)}")
     if frame.empty:
         raise DataError(f"{source}: has a header but no rows")
@@ -30,8 +32,10 @@ def validate_frame(frame: pd.DataFrame, source: str, columns: Sequence[str] = CR
         bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{source}: column {column}, row {row + 2} (line {row + 2} of the file): "
-                            f"value {frame[column].iloc[row]!r} is not a finite number")
+            raise DataError(
+                f"{source}: column {column}, row {row + 2} (line {row + 2} of the file): "
+                f"value {frame[column].iloc[row]!r} is not a finite number"
+            )
     labels = frame[label].astype(float)
     off = ~labels.isin([0.0, 1.0])
     if off.any():

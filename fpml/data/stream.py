@@ -73,8 +73,9 @@ def permute(i: jax.Array, round_keys: jax.Array, n: int) -> jax.Array:
     """
     half_bits = max(1, (int(n - 1).bit_length() + 1) // 2)
     y = _feistel(i.astype(jnp.uint32), round_keys, half_bits)
-    return jax.lax.while_loop(lambda y: jnp.any(y >= n),
-                              lambda y: jnp.where(y >= n, _feistel(y, round_keys, half_bits), y), y)
+    return jax.lax.while_loop(
+        lambda y: jnp.any(y >= n), lambda y: jnp.where(y >= n, _feistel(y, round_keys, half_bits), y), y
+    )
 
 
 def _cycle(key: jax.Array, rows: jax.Array, start: jax.Array, count: int) -> jax.Array:
@@ -83,7 +84,8 @@ def _cycle(key: jax.Array, rows: jax.Array, start: jax.Array, count: int) -> jax
     position = start + jnp.arange(count)
     first_pass, passes = start // n, count // n + 2  # passes: enough to cover any window of ``count`` items
     round_keys = jax.vmap(lambda p: jax.random.bits(jax.random.fold_in(key, p), (FEISTEL_ROUNDS,), jnp.uint32))(
-        first_pass + jnp.arange(passes))
+        first_pass + jnp.arange(passes)
+    )
     return rows[permute(position % n, round_keys[position // n - first_pass], n).astype(jnp.int32)]
 
 

@@ -30,8 +30,10 @@ def drop_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
     """The frame without ``columns`` (each must exist)."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ConfigError(f":drop-columns names column(s) not in the data: {', '.join(missing)}; "
-                          f"columns: {', '.join(map(str, frame.columns))}")
+        raise ConfigError(
+            f":drop-columns names column(s) not in the data: {', '.join(missing)}; "
+            f"columns: {', '.join(map(str, frame.columns))}"
+        )
     return frame.drop(columns=list(columns))
 
 
@@ -42,8 +44,9 @@ def to_dataset(label: str, frame: pd.DataFrame, n_classes: int = 2) -> Dataset:
         raise DataError(f"label column {label!r} is not in the data; columns: {', '.join(map(str, frame.columns))}")
     classes = frame[label].to_numpy(np.int64)
     features = frame.drop(columns=[label])
-    return dataset(features.to_numpy(np.float32), np.eye(n_classes, dtype=np.float32)[classes],
-                   tuple(map(str, features.columns)))
+    return dataset(
+        features.to_numpy(np.float32), np.eye(n_classes, dtype=np.float32)[classes], tuple(map(str, features.columns))
+    )
 
 
 def take(data: Dataset, rows: np.ndarray) -> Dataset:

@@ -1,0 +1,45 @@
+"""The README stays true: its REPL tour runs, and its config reference is the one the code has."""
+
+import os
+import re
+from pathlib import Path
+
+from fpml import config, runtime
+from fpml.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_starts_with_the_two_commands():
+    first_block = README.split("```sh", 1)[1].split("```", 1)[0]
+    assert "make train CONFIG=fraud" in first_block and "make test" in first_block
+
+
+def test_readme_config_reference_matches_the_code():
+    assert config.reference() in README
+
+
+def test_readme_repl_tour_runs(tmp_path, monkeypatch, capsys):
+    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "runs" / "repl" / "best.npz").is_file()
+    assert "total" in capsys.readouterr().out
+
+
+def test_cpu_cores_auto_confines_only_small_networks():
+    cfg = config.load("fraud", config_dir=ROOT / "configs")
+    big = cfg["network"].set(1, cfg["network"][1].set("size", 1024)).set(3, cfg["network"][3].set("size", 1024))
+    many = len(os.sched_getaffinity(0)) > 1
+    assert runtime.cpu_cores("auto", cfg["network"], 100) == (1 if many else None)
+    assert runtime.cpu_cores("auto", big, 1000) is None
+    assert runtime.cpu_cores("all", cfg["network"], 100) is None
+    assert runtime.cpu_cores(1, cfg["network"], 100) == 1
+    assert runtime.step_flops(cfg["network"], 100) == 6 * 100 * (29 * 20 + 20 * 10 + 10 * 2)
+    try:
+        runtime.cpu_cores(0, cfg["network"], 100)
+    except ConfigError as err:
+        assert ":cpu-cores" in str(err)
+    else:
+        raise AssertionError("cpu-cores 0 was accepted")
