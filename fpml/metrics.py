@@ -97,6 +97,18 @@ def auprc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(-np.sum(np.diff(rec) * prec[:-1]))
 
 
+def best_threshold(y_true: np.ndarray, positive_prob: np.ndarray, beta: float = 1.0) -> tuple[float, float]:
+    """``(threshold, f_beta)`` maximising F-beta over every distinct score (ties: the higher threshold)."""
+    prec, rec, thresholds = precision_recall_curve(y_true, positive_prob)
+    b2 = beta * beta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(prec + rec > 0, (1 + b2) * prec * rec / (b2 * prec + rec), 0.0)[:-1]
+    if not len(thresholds):
+        return 0.5, 0.0
+    best = int(np.flatnonzero(scores == scores.max())[-1])
+    return float(thresholds[best]), float(scores[best])
+
+
 class Report(NamedTuple):
     """Threshold metrics of a binary classifier on one data set."""
 

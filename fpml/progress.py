@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fpml.train import EpochRecord
+
+
+def json_line(record: dict) -> str:
+    """One JSON object and a newline (numpy scalars converted)."""
+    return json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}) + "\n"
 
 
 def epoch_line(record: EpochRecord, epoch_count: int, samples: int) -> str:

@@ -118,14 +118,21 @@ def make_epoch(
     return jax.jit(epoch, donate_argnums=0)
 
 
-def classification_test_fn(network: Network, test: Dataset, *, threshold: float = 0.5, beta: float = 1.0) -> TestFn:
-    """Judge an epoch by F-beta on ``test`` at ``threshold`` on P(positive); best = higher than the best so far."""
+def classification_test_fn(
+    network: Network, data: Dataset, *, threshold: float | None = 0.5, beta: float = 1.0
+) -> TestFn:
+    """Judge an epoch by F-beta on ``data`` at ``threshold`` on P(positive); best = higher than the best so far.
+
+    ``threshold=None`` tunes it: each epoch is scored at the threshold that maximises its F-beta on
+    ``data`` (recorded in the metrics) -- pass validation data then, never the test set.
+    """
     predict = jax.jit(network.apply)
-    x, y_true = jax.device_put(test.x), test.labels
+    x, y_true = jax.device_put(data.x), data.labels
 
     def test_fn(params: Params, best: EpochRecord | None) -> TestResult:
         probs = np.asarray(predict(params, x))[:, -1]
-        report = metrics.report(y_true, probs, threshold, beta)
+        at = threshold if threshold is not None else metrics.best_threshold(y_true, probs, beta)[0]
+        report = metrics.report(y_true, probs, at, beta)
         return TestResult(best is None or report.f_beta > best.metrics["f-beta"], report.as_dict())
 
     return test_fn

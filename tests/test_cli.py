@@ -11,6 +11,7 @@ from fpml import checkpoint, config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
+    "data=:synthetic",
     "synthetic={:rows 6000 :frauds 60 :seed 2}",
     "test-size=1500",
     "epoch-count=2",

@@ -158,7 +158,7 @@ def test_defaults_are_filled():
         if key != "network":
             assert cfg[key] == setting.default, key
     assert cfg["batch-size"] == 100 and cfg["epoch-count"] == 30
-    assert cfg["optimizer"]["name"] == "adam" and cfg["data"] == "synthetic"
+    assert cfg["optimizer"]["name"] == "adam" and cfg["data"] == "kaggle"
     # the network comes back normalised, with ids
     assert [str(layer["id"]) for layer in cfg["network"]] == ["input-1", "linear-1", "linear-2", "softmax-1"]
 

@@ -93,3 +93,48 @@ def fit_standardizer(data: Dataset) -> Standardizer:
 def standardize(stats: Standardizer, data: Dataset) -> Dataset:
     """``(x - mean) / std`` with statistics from :func:`fit_standardizer` (fit them on training data)."""
     return dataset((data.x - stats.mean) / stats.std, data.y, data.features)
+
+
+@curry
+def log1p_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
+    """``log(1 + x)`` of the named non-negative columns (e.g. a heavy-tailed Amount)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ConfigError(f":log1p-columns names column(s) not in the data: {', '.join(missing)}")
+    negative = [c for c in columns if (frame[c] < 0).any()]
+    if negative:
+        raise DataError(f"column(s) {', '.join(negative)} hold negative values; log1p needs values >= 0")
+    return frame.assign(**{c: np.log1p(frame[c]) for c in columns})
+
+
+SCALE_RULES = ("euclidean-norm", "feature-count")
+
+
+@curry
+def augment_positives(key: jax.Array, target_share: float, scale: float, scale_rule: str, data: Dataset) -> Dataset:
+    """Add noisy copies of the positive class (class 1) until it is ``target_share`` of the rows.
+
+    The Cortex post's variance-based augmentation: each new row is a positive row (every positive is
+    copied equally often) plus uniform noise in ``[-s_i, s_i)`` per feature, where ``s_i`` is the
+    unbiased variance of feature ``i`` over the positives of ``data`` times ``scale``, divided by the
+    Euclidean norm of the variance vector (``scale_rule="euclidean-norm"``, the original code's rule) or
+    by the number of features (``"feature-count"``). Pass training data only: the post's code took the
+    variances over all frauds, test ones included, a leak fpml does not repeat.
+    """
+    if scale_rule not in SCALE_RULES:
+        raise ConfigError(f":augment :scale-rule {scale_rule!r} is unknown; allowed: {', '.join(SCALE_RULES)}")
+    labels = data.labels
+    positives = data.x[labels == 1].astype(np.float64)
+    n_negative = int((labels == 0).sum())
+    if len(positives) < 2:
+        raise DataError(f"augmentation needs at least 2 positive rows, the training data has {len(positives)}")
+    wanted = int(round(target_share * n_negative / (1.0 - target_share)))
+    extra = max(0, wanted - len(positives))
+    variances = positives.var(axis=0, ddof=1)
+    divisor = np.linalg.norm(variances) if scale_rule == "euclidean-norm" else variances.size
+    spread = variances * scale / divisor
+    noise = np.asarray(jax.random.uniform(key, (extra, positives.shape[1]), minval=-1.0, maxval=1.0)) * spread
+    new_rows = positives[np.arange(extra) % len(positives)] + noise
+    new_labels = np.zeros((extra, data.y.shape[1]), np.float32)
+    new_labels[:, 1] = 1.0
+    return dataset(np.concatenate([data.x, new_rows]), np.concatenate([data.y, new_labels]), data.features)
