@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= fraud
 ARGS   ?=
 
-.PHONY: setup setup-gpu train test test-slow bench lint clean
+.PHONY: setup setup-gpu train data report test test-slow test-real bench lint clean
 
 setup: $(STAMP)
 
@@ -22,11 +22,22 @@ setup-gpu: $(STAMP)
 train: $(STAMP)
 	$(BIN)/fpml train $(CONFIG) $(ARGS)
 
+data: $(STAMP)
+	$(BIN)/fpml data
+
+report: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,report]'
+	$(BIN)/python -m pipelines.report $(ARGS)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not real_data" fpml tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow tests
+
+test-real: $(STAMP)
+	$(BIN)/fpml data
+	$(BIN)/python -m pytest -m real_data tests
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' || $(BIN)/python -m pip install --quiet torch
@@ -37,4 +48,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check fpml pipelines tests bench
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache  # data/ is kept: it holds the fetched Kaggle file

@@ -31,6 +31,16 @@ def _describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from fpml.data import kaggle
+
+    source = kaggle.obtain(args.data, Path(args.data_dir))
+    frame = kaggle.load_frame(source)
+    frauds = int(frame["Class"].sum())
+    print(f"{source.description}: {len(frame):,} rows, {frauds} frauds; cache {source.path.with_suffix('.npz')}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands ``train`` and ``describe``)."""
     top = argparse.ArgumentParser(
@@ -55,6 +65,10 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("config")
     describe.add_argument("overrides", nargs="*", metavar="key=value")
     describe.set_defaults(run=_describe)
+    data = sub.add_parser("data", help="obtain, verify and cache the Kaggle credit-card file (make data)")
+    data.add_argument("--data", default="kaggle", help="'kaggle' (default) or a CSV path to verify and cache")
+    data.add_argument("--data-dir", default="data", help="where the file and its cache live (default: data)")
+    data.set_defaults(run=_data)
     return top
 
 

@@ -152,7 +152,7 @@ def run(
     threshold = result.best.metrics["threshold"]
     probs = np.asarray(jax.jit(net.apply)(result.params, data.test.x))[:, -1]
     report = metrics.report(data.test.labels, probs, threshold, cfg["beta"])
-    write_text(run_dir / "test.json", progress.json_line({"threshold": threshold, **report.as_dict()}))
+    write_text(run_dir / "test.json", progress.json_line({"data": data.source, **report.as_dict()}))
     if not quiet:
         console.print(summary(cfg, result, report, data, run_dir))
     return RunResult(run_dir, result, report, probs, data)
