@@ -11,7 +11,7 @@
 from fpml import checkpoint, config, edn, layers, losses, metrics, optim
 from fpml.data import stream, synthetic, transforms
 from fpml.data.dataset import Dataset
-from fpml.errors import CheckpointError, ConfigError, DataError, FpmlError, TrainingDiverged
+from fpml.errors import CheckpointError, ConfigError, DataError, FpmlError, TrainingDiverged, TrainingInterrupted
 from fpml.network import Network, build, describe
 from fpml.train import (
     EpochRecord,
@@ -38,6 +38,7 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "build",
     "checkpoint",
     "classification_test_fn",

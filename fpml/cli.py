@@ -1,4 +1,5 @@
-"""The ``fpml`` command. Errors print as one line (``fpml: error: ...``) and exit with status 2."""
+"""The ``fpml`` command. Errors print as one line (``fpml: error: ...``) and exit with status 2; Ctrl-C
+during training exits with 130 after saying where the best network is and how to continue."""
 
 from __future__ import annotations
 
@@ -7,17 +8,33 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fpml.errors import FpmlError
+from fpml.errors import FpmlError, TrainingInterrupted
+
+
+def _confine(cfg) -> None:
+    from fpml import runtime
+
+    runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fpml import config, runtime
+    from fpml import config
     from pipelines import fraud
 
     cfg = config.load(args.config, args.overrides)
-    runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
-    name = Path(args.config).stem
-    result = fraud.run(cfg, name, quiet=args.quiet, plain=True if args.plain else None)
+    _confine(cfg)
+    result = fraud.run(cfg, Path(args.config).stem, quiet=args.quiet, plain=True if args.plain else None)
+    if args.quiet:
+        print(result.run_dir / "best.npz")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from fpml import config
+    from pipelines import fraud
+
+    _confine(config.load(str(Path(args.run_dir) / "config.edn"), args.overrides))
+    result = fraud.resume(args.run_dir, args.overrides, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet:
         print(result.run_dir / "best.npz")
     return 0
@@ -28,6 +45,34 @@ def _describe(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config, args.overrides)
     print(network.describe(network.build(cfg["network"])))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fpml import progress
+    from pipelines import fraud
+
+    report, what = fraud.evaluate(args.run_dir, args.data)
+    rows = {
+        "data": what,
+        "threshold": f"P(positive) >= {report.threshold:.4g}",
+        **{
+            k: f"{v:.4f}"
+            for k, v in report.as_dict().items()
+            if k in ("precision", "recall", "f-beta", "auprc", "auroc", "accuracy")
+        },
+        "confusion (tn fp / fn tp)": str(report.confusion.tolist()),
+    }
+    Console().print(progress.summary_table(f"evaluation of {Path(args.run_dir) / 'best.npz'}", rows))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pipelines import fraud
+
+    print(fraud.predict(args.run_dir, args.input, args.output))
     return 0
 
 
@@ -42,7 +87,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands ``train`` and ``describe``)."""
+    """The argument parser: ``train``, ``resume``, ``evaluate``, ``predict``, ``describe``, ``data``."""
     top = argparse.ArgumentParser(
         prog="fpml", description="Functional ML pipelines: networks as EDN data, jit-compiled training."
     )
@@ -50,17 +95,33 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train a config (configs/NAME.edn or a path)",
-        description="Train a network described by an EDN config. Overrides are "
-        "key=value with dotted keys and EDN values, e.g. epoch-count=3 "
-        "optimizer.learning-rate=1e-4 network.1.size=32 data=data/creditcard.csv",
+        description="Train a network described by an EDN config. Overrides are key=value with dotted keys and "
+        "EDN values, e.g. epoch-count=3 optimizer.learning-rate=1e-4 network.1.size=32 data=data/creditcard.csv",
     )
     train.add_argument("config", help="config name (configs/NAME.edn) or path to an .edn file")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    train.add_argument("--quiet", action="store_true", help="print only the path of the saved network")
-    train.add_argument(
-        "--plain", action="store_true", help="one plain line per epoch (the default when stdout is not a terminal)"
+    resume = sub.add_parser(
+        "resume",
+        help="continue an interrupted run in its folder",
+        description="Continue a run from its last finished epoch (bit-identical on CPU to "
+        "an uninterrupted run). epoch-count=N trains further than the config said.",
     )
+    resume.add_argument("run_dir", help="the run folder (runs/NAME-DATE-TIME)")
+    resume.add_argument("overrides", nargs="*", metavar="epoch-count=N")
+    for p in (train, resume):
+        p.add_argument("--quiet", action="store_true", help="print only the path of the saved network")
+        p.add_argument("--plain", action="store_true", help="one plain line per epoch (the default off a terminal)")
     train.set_defaults(run=_train)
+    resume.set_defaults(run=_resume)
+    evaluate = sub.add_parser("evaluate", help="metrics of a run's best network at its threshold")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--data", help="a CSV with the fraud schema (default: the run's own test split)")
+    evaluate.set_defaults(run=_evaluate)
+    predict = sub.add_parser("predict", help="P(class) and label per row of a CSV, at the run's threshold")
+    predict.add_argument("run_dir")
+    predict.add_argument("input", help="CSV holding the network's feature columns (others are ignored)")
+    predict.add_argument("-o", "--output", required=True, help="CSV to write")
+    predict.set_defaults(run=_predict)
     describe = sub.add_parser("describe", help="print a config's layer table (shapes, parameter counts)")
     describe.add_argument("config")
     describe.add_argument("overrides", nargs="*", metavar="key=value")
@@ -77,11 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
+    except TrainingInterrupted as err:
+        print(f"fpml: {err}", file=sys.stderr)
+        return 130
     except FpmlError as err:
         print(f"fpml: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("fpml: interrupted; the best network so far is in the run folder", file=sys.stderr)
+        print("fpml: interrupted", file=sys.stderr)
         return 130
 
 

@@ -27,10 +27,24 @@ class TrainingDiverged(FpmlError):
 
     def __init__(self, epoch: int, step: int, loss: float):
         super().__init__(
-            f"loss became {loss} at epoch {epoch}, step {step}; training stopped "
+            f"loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped "
             "(the best network so far is kept). Lower the learning rate or add gradient clipping."
         )
         self.epoch, self.step, self.loss = epoch, step, loss
+
+
+class TrainingInterrupted(FpmlError):
+    """Training was interrupted (Ctrl-C); everything saved up to the last finished epoch is intact."""
+
+    def __init__(self, epoch: int, best_epoch: int | None, run_dir: object | None):
+        where = (
+            f"; the best network so far (epoch {best_epoch + 1}) is in {run_dir}/best.npz; continue with: "
+            f"fpml resume {run_dir}"
+            if run_dir is not None and best_epoch is not None
+            else ""
+        )
+        super().__init__(f"training interrupted during epoch {epoch + 1}{where}")
+        self.epoch, self.best_epoch, self.run_dir = epoch, best_epoch, run_dir
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -80,7 +80,7 @@ def _check_layer(index: int, layer: Any) -> PMap:
             f"known types: {one_of(LAYER_TYPES)}"
         )
     spec = LAYER_TYPES[kind]
-    allowed = {"type", "id", *spec.keys}
+    allowed = {"type", "id", "parents", *spec.keys} if kind != "input" else {"type", "id", *spec.keys}
     for key in layer:
         if key not in allowed:
             raise ConfigError(
@@ -127,7 +127,29 @@ def normalize(description: Sequence[Mapping]) -> PVector:
     duplicates = sorted(i for i, n in seen.items() if n > 1)
     if duplicates:
         raise ConfigError(f"network: duplicate layer id {', '.join(':' + d for d in duplicates)}; ids must be unique")
+    for index, layer in enumerate(named[1:], start=1):
+        _check_parents(index, layer, [str(earlier["id"]) for earlier in named[:index]])
     return pvector(named)
+
+
+def _check_parents(index: int, layer: Mapping, earlier: list[str]) -> None:
+    """``:parents`` (Cortex's wiring key) must name earlier layers; fpml wires networks in sequence."""
+    if "parents" not in layer:
+        return
+    parents = layer["parents"]
+    if not isinstance(parents, Sequence) or isinstance(parents, str) or not all(isinstance(p, str) for p in parents):
+        raise ConfigError(f"{_where(index, layer)}: :parents must be a vector of layer ids, got {edn.dumps(parents)}")
+    for parent in parents:
+        if parent not in earlier:
+            raise ConfigError(
+                f"{_where(index, layer)}: :parents names :{parent}, which is not an earlier layer"
+                f"{did_you_mean(parent, earlier)}; earlier layers: {', '.join(':' + e for e in earlier)}"
+            )
+    if list(parents) != earlier[-1:]:
+        raise ConfigError(
+            f"{_where(index, layer)}: :parents {edn.dumps(parents)} would branch the network; fpml wires layers in "
+            f"sequence, so :parents may only name the previous layer (:{earlier[-1]})"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ compile

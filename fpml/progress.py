@@ -38,6 +38,7 @@ def epoch_display(
     quiet: bool = False,
     plain: bool | None = None,
     console: Console | None = None,
+    done: int = 0,
 ) -> Iterator[Callable[[EpochRecord], None]]:
     """Yield an ``on_epoch`` callback: a live bar on a terminal, plain lines when stdout is not one.
 
@@ -59,7 +60,7 @@ def epoch_display(
         TextColumn("{task.fields[status]}"),
     )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("epochs", total=epoch_count, status="compiling the epoch...")
+        task = bar.add_task("epochs", total=epoch_count, completed=done, status="compiling the epoch...")
 
         def on_epoch(record: EpochRecord) -> None:
             bar.console.print(

@@ -29,8 +29,8 @@ import optax
 from fpml import checkpoint, losses, metrics
 from fpml.data.dataset import Dataset
 from fpml.data.stream import Stream, epoch_indices
-from fpml.errors import ConfigError, TrainingDiverged
-from fpml.files import write_text
+from fpml.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from fpml.files import uninterrupted, write_text
 from fpml.network import Network, Params
 
 STREAM_KEY, NOISE_KEY = 0, 1
@@ -82,6 +82,15 @@ class TrainResult(NamedTuple):
     best: EpochRecord
     history: tuple[EpochRecord, ...]
     state: TrainState
+
+    def __repr__(self) -> str:
+        keys = ("precision", "recall", "f-beta", "auprc")
+        lines = [f"{'epoch':>5}  {'loss':>8}  " + "  ".join(f"{k:>9}" for k in keys) + "  best"]
+        for r in self.history:
+            cells = "  ".join(f"{r.metrics.get(k, float('nan')):9.4f}" for k in keys)
+            lines.append(f"{r.epoch + 1:>5}  {r.loss:8.4f}  {cells}  {'*' if r.best else ''}")
+        best = f"epoch {self.best.epoch + 1}" if self.best else "none"
+        return f"TrainResult(best: {best} of {len(self.history)})\n" + "\n".join(lines)
 
 
 def init_state(network: Network, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
@@ -156,42 +165,54 @@ def train_n(
     epoch_size: int,
     batch_size: int,
     state: TrainState | None = None,
-    start_epoch: int = 0,
+    previous: TrainResult | None = None,
     run_dir: str | Path | None = None,
     config: Mapping | None = None,
     on_epoch: Callable[[EpochRecord], None] = lambda record: None,
 ) -> TrainResult:
-    """Train for ``epoch_count`` epochs and return the best network by ``test_fn``.
+    """Train until ``epoch_count`` epochs in all and return the best network by ``test_fn``.
+
+    ``state`` starts a fresh run from given parameters; ``previous`` (a :class:`TrainResult`, e.g. from
+    :func:`resume_from`) continues one: its final state, best epoch and history carry on, and because every
+    key derives from the epoch number, the continued run is bit-identical to an uninterrupted one on CPU.
 
     With ``run_dir``, the best checkpoint (``best.npz``), the latest one (``last.npz``) and the per-epoch
     log (``log.jsonl``: one JSON object per epoch) are written there atomically after every epoch.
-    A non-finite loss raises :class:`TrainingDiverged` with the epoch and step; what was saved stays.
+    A non-finite loss raises :class:`TrainingDiverged` with the epoch and step; Ctrl-C raises
+    :class:`TrainingInterrupted`; either way what was saved stays.
     """
     epoch_fn = make_epoch(network, loss, optimizer, epoch_size=epoch_size, batch_size=batch_size)
-    state = state if state is not None else init_state(network, optimizer, jax.random.fold_in(key, 2))
+    if previous is not None:
+        state, history = previous.state, list(previous.history)
+        best = previous.best
+        best_state = TrainState(previous.params, None) if best is not None else None
+    else:
+        state = state if state is not None else init_state(network, optimizer, jax.random.fold_in(key, 2))
+        history, best, best_state = [], None, None
     x, y = jax.device_put(train.x), jax.device_put(train.y)
     run_dir = Path(run_dir) if run_dir is not None else None
-    history: list[EpochRecord] = []
-    best, best_state = None, None
-    for epoch in range(start_epoch, start_epoch + epoch_count):
-        started = time.perf_counter()
-        state, step_losses = epoch_fn(state, x, y, stream, key, jnp.int32(epoch))
-        step_losses = np.asarray(step_losses)
-        bad = _first_bad_step(step_losses)
-        if bad is not None:
-            raise TrainingDiverged(epoch, bad, float(step_losses[bad]))
-        result = test_fn(state.params, best)
-        record = EpochRecord(
-            epoch, float(step_losses.mean()), dict(result.metrics), time.perf_counter() - started, bool(result.best)
-        )
-        history.append(record)
-        host_state = jax.device_get(state)
-        if record.best:
-            best, best_state = record, host_state
-        if run_dir is not None:
-            _save_epoch(run_dir, network, host_state, record, best_state if record.best else None, config, history)
-        on_epoch(record)
-    return TrainResult(best_state.params, best, tuple(history), state)
+    epoch = len(history)
+    try:
+        for epoch in range(len(history), epoch_count):
+            started = time.perf_counter()
+            state, step_losses = epoch_fn(state, x, y, stream, key, jnp.int32(epoch))
+            step_losses = np.asarray(step_losses)
+            bad = _first_bad_step(step_losses)
+            if bad is not None:
+                raise TrainingDiverged(epoch, bad, float(step_losses[bad]))
+            result = test_fn(state.params, best)
+            seconds = time.perf_counter() - started
+            record = EpochRecord(epoch, float(step_losses.mean()), dict(result.metrics), seconds, bool(result.best))
+            history.append(record)
+            host_state = jax.device_get(state)
+            if record.best:
+                best, best_state = record, host_state
+            if run_dir is not None:
+                _save_epoch(run_dir, network, host_state, record, best_state if record.best else None, config, history)
+            on_epoch(record)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(epoch, best.epoch if best else None, run_dir) from None
+    return TrainResult(best_state.params if best_state else None, best, tuple(history), state)
 
 
 def _save_epoch(
@@ -214,7 +235,33 @@ def _save_epoch(
             config=config,
         )
 
-    if best_state is not None:
-        save("best.npz", best_state)
-    save("last.npz", state)
-    write_text(run_dir / "log.jsonl", "".join(r.as_json() + "\n" for r in history))
+    with uninterrupted():  # the epoch's files land together: best, last and log always agree
+        if best_state is not None:
+            save("best.npz", best_state)
+        save("last.npz", state)
+        write_text(run_dir / "log.jsonl", "".join(r.as_json() + "\n" for r in history))
+
+
+def read_log(path: str | Path) -> tuple[EpochRecord, ...]:
+    """The epoch records of a ``log.jsonl``."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        entry = json.loads(line)
+        epoch, loss, seconds, best = (entry.pop(k) for k in ("epoch", "loss", "seconds", "best"))
+        records.append(EpochRecord(epoch, loss, entry, seconds, best))
+    return tuple(records)
+
+
+def resume_from(run_dir: str | Path, network: Network, optimizer: optax.GradientTransformation) -> TrainResult:
+    """The state of an interrupted run, read from its folder, to pass to :func:`train_n` as ``previous``."""
+    run_dir = Path(run_dir)
+    last, best = checkpoint.load(run_dir / "last.npz"), checkpoint.load(run_dir / "best.npz")
+    for ckpt, name in ((last, "last.npz"), (best, "best.npz")):
+        checkpoint.check_params(ckpt, network, str(run_dir / name))
+    history = tuple(r for r in read_log(run_dir / "log.jsonl") if r.epoch <= last.epoch)
+    if len(history) != last.epoch + 1:
+        raise CheckpointError(f"{run_dir}: log.jsonl holds {len(history)} epochs, last.npz is epoch {last.epoch}")
+    best_record = next(r for r in reversed(history) if r.epoch == best.epoch)
+    template = optimizer.init(jax.tree.map(jnp.asarray, last.params))
+    state = TrainState(jax.tree.map(jnp.asarray, last.params), checkpoint.restore_opt_state(last.opt_state, template))
+    return TrainResult(best.params, best_record, history, state)

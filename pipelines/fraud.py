@@ -9,20 +9,22 @@ Run it with ``make train CONFIG=fraud`` or ``fpml train fraud [key=value ...]``.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import numpy as np
+import pandas as pd
 import toolz
 from rich.console import Console
 
-from fpml import edn, losses, metrics, network, optim, progress, train
-from fpml.data import kaggle, stream, synthetic, transforms
+from fpml import checkpoint, config, edn, losses, metrics, network, optim, plots, progress, train
+from fpml.data import io, kaggle, stream, synthetic, transforms
 from fpml.data.dataset import Dataset
-from fpml.errors import ConfigError
+from fpml.errors import CheckpointError, ConfigError
 from fpml.files import write_text
 
 INIT_KEY, TRAIN_KEY, AUGMENT_KEY = 2, 3, 4
@@ -30,12 +32,13 @@ VALIDATION_SPLIT = 1
 
 
 class Prepared(NamedTuple):
-    """Training, validation (or ``None``) and test data, and a sentence saying where the data came from."""
+    """Training, validation (or ``None``) and test data, where the data came from, and the feature scaling."""
 
     train: Dataset
     validation: Dataset | None
     test: Dataset
     source: str
+    standardizer: transforms.Standardizer | None
 
 
 def load_frame(cfg: Mapping, *, quiet: bool = False):
@@ -48,15 +51,20 @@ def load_frame(cfg: Mapping, *, quiet: bool = False):
     return kaggle.load_frame(source, cfg["label"]), source.description
 
 
-def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
-    """Load -> log1p -> drop columns -> one-hot -> split -> (standardize) -> (augment the training positives)."""
-    frame, source = load_frame(cfg, quiet=quiet)
-    data = toolz.pipe(
+def features(cfg: Mapping, frame) -> Dataset:
+    """The table -> log1p columns -> drop columns -> features and one-hot labels."""
+    return toolz.pipe(
         frame,
         transforms.log1p_columns(cfg["log1p-columns"]),
         transforms.drop_columns(cfg["drop-columns"]),
         transforms.to_dataset(cfg["label"]),
     )
+
+
+def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
+    """Load -> features -> split -> (standardize with training statistics) -> (augment the training positives)."""
+    frame, source = load_frame(cfg, quiet=quiet)
+    data = features(cfg, frame)
     split_key = jax.random.key(int(cfg["split-seed"]))
     train_part, test_part = transforms.split(split_key, cfg["test-size"], data)
     validation = None
@@ -64,15 +72,16 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
         train_part, validation = transforms.split(
             jax.random.fold_in(split_key, VALIDATION_SPLIT), cfg["validation-size"], train_part
         )
-    if cfg["standardize"]:
-        scale = transforms.standardize(transforms.fit_standardizer(train_part))
+    stats = transforms.fit_standardizer(train_part) if cfg["standardize"] else None
+    if stats is not None:
+        scale = transforms.standardize(stats)
         train_part, test_part = scale(train_part), scale(test_part)
         validation = validation if validation is None else scale(validation)
     if cfg["augment"] is not None:
         a = {"target-share": 0.5, "scale": 5000.0, "scale-rule": "euclidean-norm", **cfg["augment"]}
         key = jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY)
         train_part = transforms.augment_positives(key, a["target-share"], a["scale"], a["scale-rule"], train_part)
-    return Prepared(train_part, validation, test_part, source)
+    return Prepared(train_part, validation, test_part, source, stats)
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
@@ -99,7 +108,53 @@ class RunResult(NamedTuple):
 def run(
     cfg: Mapping, name: str, *, quiet: bool = False, plain: bool | None = None, console: Console | None = None
 ) -> RunResult:
-    """Train the configured network on the fraud data; save the best network and the log in a run folder."""
+    """Train the configured network on the fraud data; save the best network, log and plots in a run folder."""
+    data = prepare(cfg, quiet=quiet)
+    if cfg["batch-size"] > len(data.train):
+        raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
+    run_dir = new_run_dir(cfg["run-dir"], name)
+    write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
+    write_text(run_dir / "data.txt", data.source + "\n")
+    return _train(cfg, name, data, run_dir, None, quiet=quiet, plain=plain, console=console)
+
+
+def resume(
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    quiet: bool = False,
+    plain: bool | None = None,
+    console: Console | None = None,
+) -> RunResult:
+    """Continue an interrupted run in its folder (``epoch-count=N`` may extend it); bit-identical on CPU."""
+    run_dir = Path(run_dir)
+    for key in (k.partition("=")[0] for k in overrides):
+        if key != "epoch-count":
+            raise ConfigError(f"resume: only epoch-count may change when resuming a run, not {key!r}")
+    cfg = config.load(str(run_dir / "config.edn"), overrides)
+    net, optimizer = network.build(cfg["network"]), optim.optimizer(cfg["optimizer"])
+    previous = train.resume_from(run_dir, net, optimizer)
+    if len(previous.history) >= cfg["epoch-count"]:
+        raise ConfigError(
+            f"resume: {run_dir} already ran {len(previous.history)} of {cfg['epoch-count']} epochs; "
+            "pass epoch-count=N to train further"
+        )
+    write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
+    data = prepare(cfg, quiet=quiet)
+    return _train(cfg, run_dir.name, data, run_dir, previous, quiet=quiet, plain=plain, console=console)
+
+
+def _train(
+    cfg: Mapping,
+    name: str,
+    data: Prepared,
+    run_dir: Path,
+    previous: train.TrainResult | None,
+    *,
+    quiet: bool,
+    plain: bool | None,
+    console: Console | None,
+) -> RunResult:
     console = console or Console()
     key = jax.random.key(int(cfg["seed"]))
     net = network.build(cfg["network"])
@@ -107,12 +162,6 @@ def run(
     if cfg["class-weights"] is not None:
         loss = losses.weighted(loss, cfg["class-weights"])
     optimizer = optim.optimizer(cfg["optimizer"])
-    data = prepare(cfg, quiet=quiet)
-    if cfg["batch-size"] > len(data.train):
-        raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
-    run_dir = new_run_dir(cfg["run-dir"], name)
-    write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
-    write_text(run_dir / "data.txt", data.source + "\n")
     judge = data.validation if data.validation is not None else data.test
     tune = cfg["threshold"] == "tune"
     if not quiet:
@@ -120,7 +169,8 @@ def run(
         console.print(
             f"[bold]fpml[/] {name}: {data.source}\nbackend {jax.default_backend()} ({devices} device"
             f"{'s' if devices > 1 else ''}); train {data.train!r}; test {data.test!r}; epochs judged on the "
-            + ("validation set " + repr(data.validation) if data.validation is not None else "test set (as the post)"),
+            + ("validation set " + repr(data.validation) if data.validation is not None else "test set (as the post)")
+            + (f"; resuming after epoch {len(previous.history)}" if previous else ""),
             highlight=False,
         )
         console.print(network.describe(net), highlight=False)
@@ -131,7 +181,12 @@ def run(
     )
     test_fn = train.classification_test_fn(net, judge, threshold=None if tune else cfg["threshold"], beta=cfg["beta"])
     with progress.epoch_display(
-        cfg["epoch-count"], cfg["epoch-size"], quiet=quiet, plain=plain, console=console
+        cfg["epoch-count"],
+        cfg["epoch-size"],
+        quiet=quiet,
+        plain=plain,
+        console=console,
+        done=len(previous.history) if previous else 0,
     ) as on_epoch:
         result = train.train_n(
             net,
@@ -144,7 +199,8 @@ def run(
             epoch_count=cfg["epoch-count"],
             epoch_size=cfg["epoch-size"],
             batch_size=cfg["batch-size"],
-            state=train.init_state(net, optimizer, jax.random.fold_in(key, INIT_KEY)),
+            state=None if previous else train.init_state(net, optimizer, jax.random.fold_in(key, INIT_KEY)),
+            previous=previous,
             run_dir=run_dir,
             config=cfg,
             on_epoch=on_epoch,
@@ -153,9 +209,91 @@ def run(
     probs = np.asarray(jax.jit(net.apply)(result.params, data.test.x))[:, -1]
     report = metrics.report(data.test.labels, probs, threshold, cfg["beta"])
     write_text(run_dir / "test.json", progress.json_line({"data": data.source, **report.as_dict()}))
+    write_text(run_dir / "inference.json", json.dumps(inference_record(cfg, data, threshold), indent=1) + "\n")
+    plots.training_curves(result.history, run_dir / "training.png")
+    plots.pr_curve(data.test.labels, probs, threshold, run_dir / "precision-recall.png")
+    plots.confusion(report.confusion, run_dir / "confusion.png")
     if not quiet:
         console.print(summary(cfg, result, report, data, run_dir))
     return RunResult(run_dir, result, report, probs, data)
+
+
+def inference_record(cfg: Mapping, data: Prepared, threshold: float) -> dict:
+    """What ``evaluate`` and ``predict`` need to treat new rows as the training rows were treated."""
+    stats = data.standardizer
+    return {
+        "features": list(data.train.features),
+        "label": cfg["label"],
+        "log1p-columns": list(cfg["log1p-columns"]),
+        "drop-columns": list(cfg["drop-columns"]),
+        "mean": None if stats is None else stats.mean.tolist(),
+        "std": None if stats is None else stats.std.tolist(),
+        "threshold": threshold,
+    }
+
+
+class Model(NamedTuple):
+    """A trained run, loaded for inference: network, best parameters, preprocessing and threshold."""
+
+    network: network.Network
+    params: dict
+    inference: dict
+    config: Mapping
+
+
+def load_model(run_dir: str | Path) -> Model:
+    """The best network of a run folder with what is needed to apply it to new rows."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "inference.json").is_file():
+        raise CheckpointError(f"{run_dir} is not a finished fpml run folder (no inference.json; was it interrupted?)")
+    ckpt = checkpoint.load(run_dir / "best.npz")
+    net = network.build(ckpt.description)
+    checkpoint.check_params(ckpt, net, str(run_dir / "best.npz"))
+    try:
+        inference = json.loads((run_dir / "inference.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{run_dir}/inference.json cannot be read: {err}") from None
+    cfg = config.load(str(run_dir / "config.edn"))
+    return Model(net, ckpt.params, inference, cfg)
+
+
+def _rows(model: Model, frame) -> np.ndarray:
+    """Feature matrix of new rows, preprocessed as in training."""
+    info = model.inference
+    frame = transforms.log1p_columns(info["log1p-columns"], frame)
+    x = frame[info["features"]].to_numpy(np.float64)
+    if info["mean"] is not None:
+        x = (x - np.asarray(info["mean"])) / np.asarray(info["std"])
+    return x.astype(np.float32)
+
+
+def evaluate(run_dir: str | Path, data_path: str | None = None) -> tuple[metrics.Report, str]:
+    """Test-set metrics of a run's best network at its threshold: on the run's own test split, or on a CSV."""
+    model = load_model(run_dir)
+    threshold = model.inference["threshold"]
+    if data_path is None:
+        data = prepare(model.config, quiet=True)
+        x, labels, what = data.test.x, data.test.labels, f"the run's test set ({data.source})"
+    else:
+        source = kaggle.obtain(data_path)
+        frame = kaggle.load_frame(source, model.inference["label"])
+        x, labels, what = _rows(model, frame), frame[model.inference["label"]].to_numpy(), source.description
+    probs = np.asarray(jax.jit(model.network.apply)(model.params, x))[:, -1]
+    return metrics.report(labels, probs, threshold, model.config["beta"]), what
+
+
+def predict(run_dir: str | Path, input_csv: str | Path, output_csv: str | Path) -> Path:
+    """Write P(class) per row and the label at the run's threshold for every row of ``input_csv``."""
+    model = load_model(run_dir)
+    info = model.inference
+    needed = list(dict.fromkeys([*info["features"], *info["log1p-columns"]]))
+    frame = io.read_features(input_csv, needed)
+    probs = np.asarray(jax.jit(model.network.apply)(model.params, _rows(model, frame)))
+    label = info["label"]
+    out = pd.DataFrame({f"P({label}={k})": probs[:, k] for k in range(probs.shape[1])})
+    out[label] = metrics.label(probs[:, -1], info["threshold"])
+    write_text(output_csv, out.to_csv(index=False))
+    return Path(output_csv)
 
 
 def summary(cfg: Mapping, result: train.TrainResult, report: metrics.Report, data: Prepared, run_dir: Path):

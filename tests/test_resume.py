@@ -1,0 +1,124 @@
+"""Nothing is lost: resume is bit-identical to an uninterrupted run; Ctrl-C stops cleanly and says how to go on."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import toolz
+
+from fpml import checkpoint, edn, losses, network, optim, train
+from fpml.data import stream, synthetic, transforms
+
+ROOT = Path(__file__).resolve().parents[1]
+NET = edn.loads("""[{:type :input :size 29} {:type :linear->relu :size 8} {:type :dropout :keep 0.8}
+                    {:type :linear :size 2} {:type :softmax}]""")
+
+
+@pytest.fixture(scope="module")
+def parts():
+    frame = synthetic.generate(seed=4, rows=3_000, frauds=60)
+    data = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
+    train_part, test_part = transforms.split(jax.random.key(0), 800, data)
+    stats = transforms.fit_standardizer(train_part)
+    return transforms.standardize(stats, train_part), transforms.standardize(stats, test_part)
+
+
+def train_for(parts, epochs, run_dir=None, previous=None):
+    train_part, test_part = parts
+    net = network.build(NET)
+    opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
+    return train.train_n(
+        net,
+        opt,
+        losses.resolve_loss("auto", net),
+        train_part,
+        stream.class_balanced(train_part.labels),
+        train.classification_test_fn(net, test_part),
+        key=jax.random.key(3),
+        epoch_count=epochs,
+        epoch_size=1_000,
+        batch_size=50,
+        run_dir=run_dir,
+        previous=previous,
+    )
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def test_two_plus_two_epochs_resumed_from_disk_equal_four_straight(parts, tmp_path):
+    straight = train_for(parts, 4)
+    train_for(parts, 2, run_dir=tmp_path)
+    net = network.build(NET)
+    previous = train.resume_from(tmp_path, net, optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}")))
+    assert len(previous.history) == 2
+    resumed = train_for(parts, 4, run_dir=tmp_path, previous=previous)
+    assert same(jax.device_get(resumed.state.params), jax.device_get(straight.state.params))
+    assert same(jax.device_get(resumed.state.opt_state), jax.device_get(straight.state.opt_state))
+    assert same(resumed.params, straight.params)
+    assert [r.metrics for r in resumed.history] == [r.metrics for r in straight.history]
+    assert resumed.best.epoch == straight.best.epoch
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+    assert checkpoint.load(tmp_path / "last.npz").epoch == 3
+
+
+def test_continuing_in_memory_equals_straight(parts):
+    straight = train_for(parts, 3)
+    continued = train_for(parts, 3, previous=train_for(parts, 1))
+    assert same(jax.device_get(continued.state.params), jax.device_get(straight.state.params))
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    small = [
+        "data=:synthetic",
+        "synthetic={:rows 6000 :frauds 60 :seed 2}",
+        "test-size=1500",
+        "epoch-size=20000",
+        "batch-size=50",
+        f"run-dir={tmp_path}",
+        "threshold=0.5",
+        "augment=nil",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fpml", "train", "fraud", *small, "epoch-count=400", "--plain"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        logs = list(tmp_path.glob("*/log.jsonl"))
+        if logs and len(logs[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (run,) = tmp_path.iterdir()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
+    assert "training interrupted during epoch" in err and f"fpml resume {run}" in err
+    done = train.read_log(run / "log.jsonl")
+    assert len(done) >= 2 and [r.epoch for r in done] == list(range(len(done)))
+    best = checkpoint.load(run / "best.npz")
+    assert best.epoch == max((r for r in done if r.best), key=lambda r: r.epoch).epoch
+    resumed = subprocess.run(
+        [sys.executable, "-m", "fpml", "resume", str(run), f"epoch-count={len(done) + 2}", "--plain"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {len(done)}" in resumed.stdout
+    assert len(train.read_log(run / "log.jsonl")) == len(done) + 2
+    assert {"training.png", "precision-recall.png", "confusion.png", "inference.json"} <= {
+        p.name for p in run.iterdir()
+    }
