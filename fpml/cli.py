@@ -11,18 +11,22 @@ from pathlib import Path
 from fpml.errors import FpmlError, TrainingInterrupted
 
 
-def _confine(cfg) -> None:
+def _start_jax(cfg) -> None:
+    """Process-level choices, before JAX starts: the backend, and the CPU cores for small networks."""
     from fpml import runtime
 
-    runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
+    runtime.select_platform(cfg["platform"])
+    if cfg["platform"] != "gpu":
+        runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
 
 
 def _train(args: argparse.Namespace) -> int:
     from fpml import config
     from pipelines import fraud
 
-    cfg = config.load(args.config, args.overrides)
-    _confine(cfg)
+    device = [f"platform=:{args.device}"] if args.device else []
+    cfg = config.load(args.config, [*args.overrides, *device])
+    _start_jax(cfg)
     result = fraud.run(cfg, Path(args.config).stem, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet:
         print(result.run_dir / "best.npz")
@@ -33,7 +37,7 @@ def _resume(args: argparse.Namespace) -> int:
     from fpml import config
     from pipelines import fraud
 
-    _confine(config.load(str(Path(args.run_dir) / "config.edn"), args.overrides))
+    _start_jax(config.load(str(Path(args.run_dir) / "config.edn"), args.overrides))
     result = fraud.resume(args.run_dir, args.overrides, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet:
         print(result.run_dir / "best.npz")
@@ -108,6 +112,11 @@ def parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("run_dir", help="the run folder (runs/NAME-DATE-TIME)")
     resume.add_argument("overrides", nargs="*", metavar="epoch-count=N")
+    train.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        help="JAX backend (default: JAX's choice); a GPU that cannot be used is an error, never a silent fallback",
+    )
     for p in (train, resume):
         p.add_argument("--quiet", action="store_true", help="print only the path of the saved network")
         p.add_argument("--plain", action="store_true", help="one plain line per epoch (the default off a terminal)")

@@ -172,6 +172,16 @@ SETTINGS: Mapping[str, Setting] = {
         Keyword("auto"),
         "CPU cores to train on; :auto uses one core for small networks (faster)",
     ),
+    "devices": Setting(
+        lambda v: None if v == "all" or layers.is_positive_int(v) is None else "must be a positive integer or :all",
+        1,
+        "devices to train on, data-parallel (each batch sharded along a jax.sharding mesh axis)",
+    ),
+    "platform": Setting(
+        layers.is_one_of("auto", "cpu", "gpu"),
+        Keyword("auto"),
+        "JAX backend: :auto, :cpu or :gpu (never a silent fallback)",
+    ),
     "run-dir": Setting(_is_string, "runs", "folder under which each run gets its own folder"),
 }
 

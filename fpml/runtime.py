@@ -13,6 +13,7 @@ import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 
+import jax
 from jax._src import xla_bridge
 
 from fpml.errors import ConfigError
@@ -56,3 +57,28 @@ def confine_to_cores(count: int | None) -> None:
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("confine_to_cores must be called before JAX starts its backend (before any jax array)")
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:count])
+
+
+def select_platform(platform: str) -> None:
+    """Make JAX use ``"cpu"`` or ``"gpu"`` (``"auto"``: its own choice, a GPU when one is usable).
+
+    Must run before JAX starts its backend. Asking for a GPU where none is usable is an error that says
+    why, never a silent fallback to the CPU.
+    """
+    if platform == "auto":
+        return
+    if platform not in ("cpu", "gpu"):
+        raise ConfigError(f":platform must be :auto, :cpu or :gpu, got {platform!r}")
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError("select_platform must be called before JAX starts its backend (before any jax array)")
+    jax.config.update("jax_platforms", "cpu" if platform == "cpu" else "cuda")
+    if platform == "gpu":
+        try:
+            jax.devices()
+        except RuntimeError as err:
+            reason = str(err).splitlines()[0]
+            installed = "installed" if _gpu_plugin_installed() else "not installed (make setup-gpu installs them)"
+            raise ConfigError(
+                f"a GPU was asked for but JAX cannot use one: {reason}; JAX's CUDA wheels are {installed}; "
+                "check the NVIDIA driver with nvidia-smi, or train on the CPU with --device cpu"
+            ) from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from fpml import checkpoint, losses, metrics
 from fpml.data.dataset import Dataset
@@ -99,16 +101,44 @@ def init_state(network: Network, optimizer: optax.GradientTransformation, key: j
     return TrainState(params, optimizer.init(params))
 
 
+def data_mesh(devices: int) -> Mesh:
+    """A 1-D mesh of the first ``devices`` devices along the ``data`` axis (data parallelism)."""
+    available = jax.devices()
+    if devices > len(available):
+        raise ConfigError(
+            f":devices {devices} asked for, JAX sees {len(available)} {available[0].platform} device(s); on CPU, "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} set before JAX starts makes {devices}"
+        )
+    return jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=available[:devices])
+
+
 def make_epoch(
-    network: Network, loss: losses.Loss, optimizer: optax.GradientTransformation, *, epoch_size: int, batch_size: int
+    network: Network,
+    loss: losses.Loss,
+    optimizer: optax.GradientTransformation,
+    *,
+    epoch_size: int,
+    batch_size: int,
+    mesh: Mesh | None = None,
 ) -> Callable[..., tuple[TrainState, jax.Array]]:
     """``epoch(state, x, y, stream, key, epoch) -> (state, per-step losses)`` as one jitted XLA program.
 
     ``x``/``y`` are the whole training arrays (on device); batches are gathered inside the scan from the
     stream's indices. ``epoch`` is traced, so every epoch reuses one compilation. ``state`` is donated.
+
+    With a ``mesh`` (see :func:`data_mesh`) every batch is sharded along its ``data`` axis while the
+    parameters and optimizer state stay replicated; XLA inserts the gradient all-reduce. Place the
+    arguments with :func:`replicate` first.
     """
     if epoch_size % batch_size:
         raise ConfigError(f":epoch-size {epoch_size} is not a multiple of :batch-size {batch_size}")
+    if mesh is not None and batch_size % mesh.size:
+        raise ConfigError(f":batch-size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
+    shard = (
+        (lambda a: a)
+        if mesh is None
+        else partial(jax.lax.with_sharding_constraint, shardings=NamedSharding(mesh, PartitionSpec("data")))
+    )
     steps = epoch_size // batch_size
     grad_fn = jax.value_and_grad(losses.objective(network, loss))
 
@@ -118,13 +148,18 @@ def make_epoch(
 
         def step(state: TrainState, inputs):
             i, batch = inputs
-            value, grads = grad_fn(state.params, x[batch], y[batch], jax.random.fold_in(noise, i))
+            value, grads = grad_fn(state.params, shard(x[batch]), shard(y[batch]), jax.random.fold_in(noise, i))
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             return TrainState(optax.apply_updates(state.params, updates), opt_state), value
 
         return jax.lax.scan(step, state, (jnp.arange(steps), rows.reshape(steps, batch_size)))
 
     return jax.jit(epoch, donate_argnums=0)
+
+
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """``tree`` on the default device, or replicated on every device of ``mesh``."""
+    return jax.device_put(tree) if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def classification_test_fn(
@@ -169,6 +204,7 @@ def train_n(
     run_dir: str | Path | None = None,
     config: Mapping | None = None,
     on_epoch: Callable[[EpochRecord], None] = lambda record: None,
+    mesh: Mesh | None = None,
 ) -> TrainResult:
     """Train until ``epoch_count`` epochs in all and return the best network by ``test_fn``.
 
@@ -181,7 +217,7 @@ def train_n(
     A non-finite loss raises :class:`TrainingDiverged` with the epoch and step; Ctrl-C raises
     :class:`TrainingInterrupted`; either way what was saved stays.
     """
-    epoch_fn = make_epoch(network, loss, optimizer, epoch_size=epoch_size, batch_size=batch_size)
+    epoch_fn = make_epoch(network, loss, optimizer, epoch_size=epoch_size, batch_size=batch_size, mesh=mesh)
     if previous is not None:
         state, history = previous.state, list(previous.history)
         best = previous.best
@@ -189,7 +225,7 @@ def train_n(
     else:
         state = state if state is not None else init_state(network, optimizer, jax.random.fold_in(key, 2))
         history, best, best_state = [], None, None
-    x, y = jax.device_put(train.x), jax.device_put(train.y)
+    state, x, y, stream = replicate((state, train.x, train.y, stream), mesh)
     run_dir = Path(run_dir) if run_dir is not None else None
     epoch = len(history)
     try:

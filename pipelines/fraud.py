@@ -164,13 +164,15 @@ def _train(
     optimizer = optim.optimizer(cfg["optimizer"])
     judge = data.validation if data.validation is not None else data.test
     tune = cfg["threshold"] == "tune"
+    devices = jax.device_count() if cfg["devices"] == "all" else cfg["devices"]
+    mesh = train.data_mesh(devices) if devices > 1 else None
     if not quiet:
-        devices = jax.device_count()
+        used = ", ".join(str(d) for d in jax.devices()[:devices])
+        judged = f"validation set {data.validation!r}" if data.validation is not None else "test set (as the post)"
+        resuming = f"; resuming after epoch {len(previous.history)}" if previous else ""
         console.print(
-            f"[bold]fpml[/] {name}: {data.source}\nbackend {jax.default_backend()} ({devices} device"
-            f"{'s' if devices > 1 else ''}); train {data.train!r}; test {data.test!r}; epochs judged on the "
-            + ("validation set " + repr(data.validation) if data.validation is not None else "test set (as the post)")
-            + (f"; resuming after epoch {len(previous.history)}" if previous else ""),
+            f"[bold]fpml[/] {name}: {data.source}\nbackend {jax.default_backend()}: training on {used}; "
+            f"train {data.train!r}; test {data.test!r}; epochs judged on the {judged}{resuming}",
             highlight=False,
         )
         console.print(network.describe(net), highlight=False)
@@ -204,6 +206,7 @@ def _train(
             run_dir=run_dir,
             config=cfg,
             on_epoch=on_epoch,
+            mesh=mesh,
         )
     threshold = result.best.metrics["threshold"]
     probs = np.asarray(jax.jit(net.apply)(result.params, data.test.x))[:, -1]

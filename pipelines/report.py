@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fpml import config, metrics, train
+from fpml import config, metrics, plots, train
 from fpml.files import write_text
 from pipelines import fraud
 
@@ -134,9 +134,6 @@ def baseline_rows(split: Sequence[str], data_overrides: Sequence[str], quick: bo
 
 
 def plot_split(rows: Sequence[Row], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -153,15 +150,10 @@ def plot_split(rows: Sequence[Row], title: str, path: Path) -> None:
     )
     ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def plot_epochs(row: Row, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [r.epoch + 1 for r in row.history]
@@ -173,9 +165,7 @@ def plot_epochs(row: Row, title: str, path: Path) -> None:
     ax.set(xlabel="epoch", ylabel="score on the judging set", title=f"{row.name} per epoch: {title}", ylim=(0, 1.01))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def table(rows: Sequence[Row]) -> str:

@@ -43,3 +43,23 @@ def test_cpu_cores_auto_confines_only_small_networks():
         assert ":cpu-cores" in str(err)
     else:
         raise AssertionError("cpu-cores 0 was accepted")
+
+
+def test_repl_walkthrough_runs(tmp_path, monkeypatch):
+    text = (ROOT / "docs" / "repl.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "docs/repl.md", "exec"), scope)
+    assert len(scope["more"].history) == 5
+    assert "TrainResult(best: epoch" in repr(scope["result"])
+    assert repr(scope["net"]).startswith("[{:type :input")
+
+
+def test_api_doc_names_every_public_object():
+    import fpml
+
+    api = (ROOT / "docs" / "api.md").read_text()
+    missing = [name for name in fpml.__all__ if name not in api]
+    assert not missing, missing

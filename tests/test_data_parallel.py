@@ -1,0 +1,34 @@
+"""Data parallelism on JAX's own engine: 8 CPU devices (a separate process) train like 1 device."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fpml import train
+from fpml.errors import ConfigError
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_eight_devices_match_one_and_compile_once():
+    out = subprocess.run(
+        [sys.executable, str(HERE / "multidevice" / "check_data_parallel.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 8
+    assert result["caches"] == {"1": 1, "8": 1}
+    assert result["max_diff"] < 1e-4 * max(1.0, result["scale"]), result
+    assert ":batch-size 84 is not divisible by the 8 devices" in result["batch_error"]
+
+
+def test_mesh_errors_are_clear():
+    with pytest.raises(ConfigError, match="xla_force_host_platform_device_count=64"):
+        train.data_mesh(64)
+    assert train.data_mesh(1).size == 1
