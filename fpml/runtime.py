@@ -71,14 +71,18 @@ def select_platform(platform: str) -> None:
         raise ConfigError(f":platform must be :auto, :cpu or :gpu, got {platform!r}")
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("select_platform must be called before JAX starts its backend (before any jax array)")
+    if platform == "gpu" and not _gpu_plugin_installed():
+        raise ConfigError(
+            "a GPU was asked for but JAX's CUDA wheels are not installed: run make setup-gpu "
+            "(pip install -e '.[cuda]'), or train on the CPU with --device cpu"
+        )
     jax.config.update("jax_platforms", "cpu" if platform == "cpu" else "cuda")
     if platform == "gpu":
         try:
             jax.devices()
-        except RuntimeError as err:
-            reason = str(err).splitlines()[0]
-            installed = "installed" if _gpu_plugin_installed() else "not installed (make setup-gpu installs them)"
+        except (RuntimeError, AssertionError) as err:  # JAX reports a failed CUDA start either way
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(
-                f"a GPU was asked for but JAX cannot use one: {reason}; JAX's CUDA wheels are {installed}; "
+                f"a GPU was asked for but JAX cannot use one ({reason}); JAX's CUDA wheels are installed, so "
                 "check the NVIDIA driver with nvidia-smi, or train on the CPU with --device cpu"
             ) from None
