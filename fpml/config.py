@@ -208,9 +208,12 @@ def validate(raw: Any, source: str = "config") -> PMap:
             raise ConfigError(f"{source}: :{key} {complaint}, got {edn.dumps(raw[key])}")
         full[key] = raw[key]
     cfg = pmap(full)
-    net = network.build(cfg["network"])
-    losses.resolve_loss(cfg["loss"], net)
-    optim.optimizer(cfg["optimizer"])
+    try:
+        net = network.build(cfg["network"])
+        losses.resolve_loss(cfg["loss"], net)
+        optim.optimizer(cfg["optimizer"])
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
     if cfg["threshold"] == "tune" and cfg["validation-size"] is None:
         raise ConfigError(f"{source}: :threshold :tune needs a :validation-size to tune it on (never the test set)")
     if cfg["class-weights"] is not None and len(cfg["class-weights"]) != net.output_size:
@@ -304,7 +307,11 @@ def override(raw: Any, overrides: Iterable[str]) -> Any:
         if path[0] not in SETTINGS:
             raise ConfigError(f"override {item!r}: unknown key :{path[0]}{did_you_mean(path[0], SETTINGS)}")
         base = raw if path[0] in raw or len(path) == 1 else raw.set(path[0], SETTINGS[path[0]].default)
-        raw = _set_in(base, path, parse_value(text), item)
+        try:
+            value = parse_value(text)
+        except ConfigError as err:
+            raise ConfigError(f"override {item!r}: the value of {key} is not valid EDN ({err})") from None
+        raw = _set_in(base, path, value, item)
     return raw
 
 

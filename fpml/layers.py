@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from pyrsistent import PMap, pmap
 
 from fpml.edn import Keyword
+from fpml.errors import did_you_mean
 
 Shape = tuple[int, ...]
 Params = Any
@@ -161,7 +162,10 @@ def is_positive(value: Any) -> str | None:
 
 def is_one_of(*choices: str) -> Check:
     def check(value: Any) -> str | None:
-        return None if isinstance(value, str) and value in choices else f"must be one of {', '.join(choices)}"
+        if isinstance(value, str) and value in choices:
+            return None
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        return f"must be one of {', '.join(choices)}{hint}"
 
     return check
 

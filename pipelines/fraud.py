@@ -247,6 +247,8 @@ class Model(NamedTuple):
 def load_model(run_dir: str | Path) -> Model:
     """The best network of a run folder with what is needed to apply it to new rows."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist")
     if not (run_dir / "inference.json").is_file():
         raise CheckpointError(f"{run_dir} is not a finished fpml run folder (no inference.json; was it interrupted?)")
     ckpt = checkpoint.load(run_dir / "best.npz")
@@ -257,6 +259,16 @@ def load_model(run_dir: str | Path) -> Model:
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{run_dir}/inference.json cannot be read: {err}") from None
     cfg = config.load(str(run_dir / "config.edn"))
+    if edn.dumps(net.description) != edn.dumps(cfg["network"]):
+        raise CheckpointError(
+            f"{run_dir / 'best.npz'} holds a different network than {run_dir / 'config.edn'} describes; "
+            "was the checkpoint replaced?"
+        )
+    if net.input_size != len(inference["features"]):
+        raise CheckpointError(
+            f"{run_dir / 'best.npz'}: the network takes {net.input_size} inputs, inference.json lists "
+            f"{len(inference['features'])} features"
+        )
     return Model(net, ckpt.params, inference, cfg)
 
 

@@ -40,7 +40,12 @@ def validate_frame(
         parts = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + (
             [f"unexpected column(s) {', '.join(map(str, extra))}"] if extra else []
         )
-        raise DataError(f"{source}: {'; '.join(parts)}; expected {', '.join(columns)}")
+        expected = (
+            "the fraud schema Time, V1..V28, Amount, Class"
+            if tuple(columns) == CREDITCARD_COLUMNS
+            else ", ".join(columns)
+        )
+        raise DataError(f"{source}: {'; '.join(parts)}; expected {expected}")
     out = numeric(frame, columns, source)
     labels = out[label]
     off = ~labels.isin([0.0, 1.0])
