@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= fraud
 ARGS   ?=
 
-.PHONY: setup setup-gpu train data report test test-slow test-real bench lint clean
+.PHONY: setup setup-gpu train data report test test-real bench lint clean
 
 setup: $(STAMP)
 
@@ -30,10 +30,7 @@ report: $(STAMP)
 	$(BIN)/python -m pipelines.report $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not real_data" fpml tests
-
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow tests
+	$(BIN)/python -m pytest -m "not real_data" fpml tests
 
 test-real: $(STAMP)
 	$(BIN)/fpml data

@@ -39,6 +39,19 @@ class Checkpoint(NamedTuple):
     metrics: Mapping[str, Any]
     config: Any
 
+    def __repr__(self) -> str:
+        count = sum(int(np.size(v)) for p in self.params.values() for v in p.values())
+        shown = {
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in self.metrics.items()
+            if k in ("loss", "precision", "recall", "f-beta", "auprc", "threshold")
+        }
+        return (
+            f"Checkpoint(epoch {self.epoch}, {count} parameters in {len(self.params)} layers, "
+            f"optimizer state {'saved' if self.opt_state else 'absent'}, metrics {shown})\n"
+            f"{edn.pretty(self.description)}"
+        )
+
 
 def save(
     path: str | Path,
