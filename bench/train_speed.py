@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import toolz
 from rich.console import Console
 from rich.table import Table
@@ -83,14 +85,107 @@ def torch_contender(data, batch_size):
     return run_epoch, time.perf_counter() - started
 
 
-def measure(args) -> list[dict]:
+def jit_loop_contender(data, batch_size):
+    """The usual JAX loop: one jitted training step, called from Python once per batch."""
+    net = network.build(NET)
+    opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 1e-3}"))
+    grad_fn = jax.value_and_grad(losses.objective(net, losses.resolve_loss("auto", net)))
+
+    @jax.jit
+    def step(state, xb, yb, key):
+        value, grads = grad_fn(state.params, xb, yb, key)
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        return train.TrainState(optax.apply_updates(state.params, updates), opt_state), value
+
+    x, y = jax.device_put(data.x), jax.device_put(data.y)
+    rows = stream.epoch_indices(stream.class_balanced(data.labels), jax.random.key(0), 0, EPOCH_SIZE)
+    batches = list(rows.reshape(-1, batch_size))
+    box = {"state": train.init_state(net, opt, jax.random.key(1))}
+    key = jax.random.key(2)
+
+    def run_epoch():
+        state = box["state"]
+        for i, b in enumerate(batches):
+            state, value = step(state, x[b], y[b], jax.random.fold_in(key, i))
+        value.block_until_ready()
+        box["state"] = state
+
+    started = time.perf_counter()
+    run_epoch()
+    return run_epoch, time.perf_counter() - started
+
+
+def sklearn_contender(data, batch_size):
+    """scikit-learn's MLPClassifier (20, 10), adam, fed batch by batch with partial_fit."""
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier((20, 10), solver="adam", learning_rate_init=1e-3, random_state=0)
+    rows = np.asarray(stream.epoch_indices(stream.class_balanced(data.labels), jax.random.key(0), 0, EPOCH_SIZE))
+    batches = rows.reshape(-1, batch_size)
+    x, labels = np.asarray(data.x), data.labels
+
+    def run_epoch():
+        for b in batches:
+            model.partial_fit(x[b], labels[b], classes=[0, 1])
+
+    started = time.perf_counter()
+    run_epoch()
+    return run_epoch, time.perf_counter() - started
+
+
+def inference(args, full) -> list[dict]:
+    """Predictions for every row of the data set: fpml's jitted apply vs PyTorch's no_grad forward."""
+    net = network.build(NET)
+    params = net.init(jax.random.key(0))
+    predict = jax.jit(net.apply)
+    x = jax.device_put(full.x)
+    contenders = {"fpml (jit apply)": lambda: predict(params, x).block_until_ready()}
+    if not args.no_torch:
+        import torch
+
+        model = torch.nn.Sequential(
+            torch.nn.Linear(29, 20),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.1),
+            torch.nn.Linear(20, 10),
+            torch.nn.ReLU(),
+            torch.nn.Linear(10, 2),
+            torch.nn.Softmax(dim=1),
+        ).eval()
+        tx = torch.from_numpy(np.array(full.x))
+
+        def torch_predict():
+            with torch.no_grad():
+                return model(tx)
+
+        contenders["PyTorch no_grad"] = torch_predict
+    for run in contenders.values():
+        run()  # compile / warm up
+    timings: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(10):
+        for name, run in contenders.items():
+            time.sleep(args.pause / 4)
+            started = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - started)
+    return [
+        {"contender": name, "cores": args.cores, "rows": len(full), "seconds": statistics.median(t)}
+        for name, t in timings.items()
+    ]
+
+
+def measure(args) -> dict:
     """Child process: time every contender at every batch size, interleaved."""
     frame = synthetic.generate(seed=0)
     data = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
     train_part, _ = transforms.split(jax.random.key(1), 50_000, data)
     rows = []
     for batch_size in args.batch_sizes:
-        contenders = {"fpml (scanned jit epoch)": fpml_contender(train_part, batch_size)}
+        contenders = {
+            "fpml (scanned jit epoch)": fpml_contender(train_part, batch_size),
+            "JAX per-step jit loop": jit_loop_contender(train_part, batch_size),
+            "scikit-learn partial_fit": sklearn_contender(train_part, batch_size),
+        }
         if not args.no_torch:
             contenders["PyTorch eager"] = torch_contender(train_part, batch_size)
         timings: dict[str, list[float]] = {name: [] for name in contenders}
@@ -110,7 +205,8 @@ def measure(args) -> list[dict]:
             }
             for name, seconds in timings.items()
         ]
-    return rows
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"training": rows, "inference": inference(args, data), "peak_mb": peak_mb}
 
 
 def main() -> None:
@@ -131,12 +227,15 @@ def main() -> None:
         f"data: fpml synthetic fraud data (seed 0, 234,807 training rows); epoch {EPOCH_SIZE:,} samples; "
         f"jax {jax.__version__}; {len(os.sched_getaffinity(0))} cores"
     )
-    rows = []
+    rows, infer, peaks = [], [], {}
     for cores in ("1", "all"):
         child = subprocess.run(
             [sys.executable, __file__, "--cores", cores, *sys.argv[1:]], capture_output=True, text=True, check=True
         )
-        rows += json.loads(child.stdout.strip().splitlines()[-1])
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        rows += result["training"]
+        infer += result["inference"]
+        peaks[cores] = result["peak_mb"]
     table = Table(title="training throughput (median of timed epochs; the first epoch, compile or warm-up, untimed)")
     for column in ("contender", "cores", "batch", "samples/s", "ms/step", "vs best torch", "first epoch s"):
         table.add_column(column, justify="left" if column == "contender" else "right")
@@ -155,6 +254,23 @@ def main() -> None:
                 f"{r['first']:.2f}",
             )
     console.print(table)
+    inference_table = Table(title=f"inference on all {infer[0]['rows']:,} rows (median of 10)")
+    for column in ("contender", "cores", "ms", "rows/s", "vs best torch"):
+        inference_table.add_column(column, justify="left" if column == "contender" else "right")
+    torch_best = min((r["seconds"] for r in infer if r["contender"] == "PyTorch no_grad"), default=None)
+    for r in infer:
+        inference_table.add_row(
+            r["contender"],
+            r["cores"],
+            f"{1000 * r['seconds']:.1f}",
+            f"{r['rows'] / r['seconds']:,.0f}",
+            f"{torch_best / r['seconds']:.1f}x" if torch_best else "-",
+        )
+    console.print(inference_table)
+    console.print(
+        "peak memory (max RSS of each child process): "
+        + ", ".join(f"{c} core(s): {mb:,.0f} MB" for c, mb in peaks.items())
+    )
 
 
 if __name__ == "__main__":

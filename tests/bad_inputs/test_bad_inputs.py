@@ -352,7 +352,12 @@ CASES = [
         "unexpected column(s) time, v1",
         "expected the fraud schema Time, V1..V28, Amount, Class",
     ),
-    data_case("data-missing-column", fraud_csv(columns=NO_V3), "missing column(s) V3;", "expected the fraud schema Time, V1..V28, Amount, Class"),
+    data_case(
+        "data-missing-column",
+        fraud_csv(columns=NO_V3),
+        "missing column(s) V3;",
+        "expected the fraud schema Time, V1..V28, Amount, Class",
+    ),
     data_case("data-extra-column", fraud_csv(columns=(*CREDITCARD_COLUMNS, "Extra")), "unexpected column(s) Extra;"),
     data_case(
         "data-non-numeric-cell",
