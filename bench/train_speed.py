@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -91,9 +92,9 @@ def jit_loop_contender(data, batch_size):
     opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 1e-3}"))
     grad_fn = jax.value_and_grad(losses.objective(net, losses.resolve_loss("auto", net)))
 
-    @jax.jit
-    def step(state, xb, yb, key):
-        value, grads = grad_fn(state.params, xb, yb, key)
+    @partial(jax.jit, donate_argnums=0)
+    def step(state, x, y, rows, key, i):
+        value, grads = grad_fn(state.params, x[rows], y[rows], jax.random.fold_in(key, i))
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         return train.TrainState(optax.apply_updates(state.params, updates), opt_state), value
 
@@ -106,7 +107,7 @@ def jit_loop_contender(data, batch_size):
     def run_epoch():
         state = box["state"]
         for i, b in enumerate(batches):
-            state, value = step(state, x[b], y[b], jax.random.fold_in(key, i))
+            state, value = step(state, x, y, b, key, i)
         value.block_until_ready()
         box["state"] = state
 

@@ -25,10 +25,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from pyrsistent import PMap, pmap
 
 from fpml.edn import Keyword
 from fpml.errors import did_you_mean
+from fpml.hashing import uniform_bits
 
 Shape = tuple[int, ...]
 Params = Any
@@ -96,13 +98,17 @@ def prelu_layer(alpha: float) -> Layer:
 
 
 def dropout_layer(keep: float) -> Layer:
-    """Inverted dropout: at train time keep each unit with probability ``keep`` and scale by ``1/keep``."""
+    """Inverted dropout: at train time keep each unit with probability ``keep`` and scale by ``1/keep``.
+
+    The mask compares hashed bits (:func:`fpml.hashing.uniform_bits`) with ``keep * 2^32``: the fraud
+    network trains ~25% faster on CPU than with ``jax.random.bernoulli``, which runs threefry per unit.
+    """
+    threshold = np.uint32(min(keep * 2.0**32, 2.0**32 - 1))  # numpy: building must not start JAX's backend
 
     def apply(params, x, *, key=None, train=False):
         if not train or keep == 1.0:
             return x
-        mask = jax.random.bernoulli(key, keep, x.shape)
-        return jnp.where(mask, x / keep, 0.0)
+        return jnp.where(uniform_bits(key, x.shape) < threshold, x / keep, 0.0)
 
     return Layer(lambda key, in_shape: (in_shape, None), apply, stochastic=True)
 

@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from fpml import config, runtime
@@ -63,3 +65,13 @@ def test_api_doc_names_every_public_object():
     api = (ROOT / "docs" / "api.md").read_text()
     missing = [name for name in fpml.__all__ if name not in api]
     assert not missing, missing
+
+
+def test_loading_a_config_does_not_start_jax():
+    """The CLI picks the backend and CPU cores after reading the config: reading it must not start JAX."""
+    code = (
+        "from jax._src import xla_bridge; from fpml import config; config.load('fraud'); "
+        "print(xla_bridge.backends_are_initialized())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fpml.hashing import mix32
+
 
 class Stream(NamedTuple):
     """Row indices of each class (a pytree of arrays: pass it into ``jit`` as an argument)."""
@@ -46,21 +48,12 @@ def shuffled(n_rows: int) -> Stream:
 FEISTEL_ROUNDS = 6
 
 
-def _mix(x: jax.Array) -> jax.Array:
-    """A 32-bit integer hash (``lowbias32``): the round function of the shuffle."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
-
-
 def _feistel(i: jax.Array, round_keys: jax.Array, half_bits: int) -> jax.Array:
     """A keyed bijection of ``[0, 4**half_bits)``: a balanced Feistel network."""
     mask = jnp.uint32((1 << half_bits) - 1)
     left, right = i >> half_bits, i & mask
     for r in range(FEISTEL_ROUNDS):
-        left, right = right, left ^ (_mix(right ^ round_keys[..., r]) & mask)
+        left, right = right, left ^ (mix32(right ^ round_keys[..., r]) & mask)
     return (left << half_bits) | right
 
 
