@@ -144,7 +144,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = parser().parse_args(argv)
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    if extra:  # key=value overrides written after an option (``train fraud --plain epoch-count=3``)
+        if not hasattr(args, "overrides") or any(item.startswith("-") for item in extra):
+            top.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
     except TrainingInterrupted as err:
