@@ -69,3 +69,15 @@ def test_bad_input_is_one_clean_line(args, needle, tmp_path):
     assert needle in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_overrides_may_follow_options(tmp_path):
+    out = fpml("train", "fraud", "--quiet", *SMALL, "epoch-count=1", f"run-dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    assert len(train_log(out.stdout)) == 1
+    bad = fpml("train", "fraud", "--quiet", "--bogus")
+    assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
+
+
+def train_log(stdout: str) -> list[str]:
+    return (Path(stdout.strip()).parent / "log.jsonl").read_text().splitlines()
