@@ -54,18 +54,19 @@ def fpml_contender(data, batch_size):
     return run_epoch, time.perf_counter() - started
 
 
-def torch_contender(data, batch_size):
+def torch_net(*head):
+    """The fraud network in PyTorch (dropout 0.1 = fpml's keep 0.9), with optional final layers."""
     import torch
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(29, 20),
-        torch.nn.ReLU(),
-        torch.nn.Dropout(0.1),
-        torch.nn.Linear(20, 10),
-        torch.nn.ReLU(),
-        torch.nn.Linear(10, 2),
-    )
+    layers = (torch.nn.Linear(29, 20), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(20, 10))
+    return torch.nn.Sequential(*layers, torch.nn.ReLU(), torch.nn.Linear(10, 2), *head)
+
+
+def torch_contender(data, batch_size):
+    import torch
+
+    model = torch_net()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.from_numpy(np.array(data.x)), torch.from_numpy(np.array(data.labels))
     s = stream.class_balanced(data.labels)
@@ -144,15 +145,7 @@ def inference(args, full) -> list[dict]:
     if not args.no_torch:
         import torch
 
-        model = torch.nn.Sequential(
-            torch.nn.Linear(29, 20),
-            torch.nn.ReLU(),
-            torch.nn.Dropout(0.1),
-            torch.nn.Linear(20, 10),
-            torch.nn.ReLU(),
-            torch.nn.Linear(10, 2),
-            torch.nn.Softmax(dim=1),
-        ).eval()
+        model = torch_net(torch.nn.Softmax(dim=1)).eval()
         tx = torch.from_numpy(np.array(full.x))
 
         def torch_predict():
