@@ -172,6 +172,12 @@ SETTINGS: Mapping[str, Setting] = {
         Keyword("auto"),
         "CPU cores to train on; :auto uses one core for small networks (faster)",
     ),
+    "steps-per-call": Setting(
+        lambda v: None if v is None else layers.is_positive_int(v),
+        None,
+        "nil (the whole epoch is one program on the device), or keep the data on the host and feed each epoch "
+        "in chunks of this many steps (for data that does not fit on the device)",
+    ),
     "devices": Setting(
         lambda v: None if v == "all" or layers.is_positive_int(v) is None else "must be a positive integer or :all",
         1,

@@ -112,6 +112,33 @@ def data_mesh(devices: int) -> Mesh:
     return jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=available[:devices])
 
 
+def _step_fn(network: Network, loss: losses.Loss, optimizer: optax.GradientTransformation, mesh: Mesh | None):
+    """``step(state, xb, yb, key) -> (state, loss)``: one optimizer step on one batch (sharded on a mesh)."""
+    if mesh is None:
+        shard = lambda a: a  # noqa: E731
+    else:
+        shard = partial(jax.lax.with_sharding_constraint, shardings=NamedSharding(mesh, PartitionSpec("data")))
+    grad_fn = jax.value_and_grad(losses.objective(network, loss))
+
+    def step(state: TrainState, xb: jax.Array, yb: jax.Array, key: jax.Array) -> tuple[TrainState, jax.Array]:
+        value, grads = grad_fn(state.params, shard(xb), shard(yb), key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        return TrainState(optax.apply_updates(state.params, updates), opt_state), value
+
+    return step
+
+
+def _check_sizes(epoch_size: int, batch_size: int, mesh: Mesh | None) -> None:
+    if epoch_size % batch_size:
+        raise ConfigError(f":epoch-size {epoch_size} is not a multiple of :batch-size {batch_size}")
+    if mesh is not None and batch_size % mesh.size:
+        raise ConfigError(f":batch-size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
+
+
+def _noise_key(key: jax.Array, epoch_index: jax.Array) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(key, NOISE_KEY), epoch_index)
+
+
 def make_epoch(
     network: Network,
     loss: losses.Loss,
@@ -130,31 +157,82 @@ def make_epoch(
     parameters and optimizer state stay replicated; XLA inserts the gradient all-reduce. Place the
     arguments with :func:`replicate` first.
     """
-    if epoch_size % batch_size:
-        raise ConfigError(f":epoch-size {epoch_size} is not a multiple of :batch-size {batch_size}")
-    if mesh is not None and batch_size % mesh.size:
-        raise ConfigError(f":batch-size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
-    shard = (
-        (lambda a: a)
-        if mesh is None
-        else partial(jax.lax.with_sharding_constraint, shardings=NamedSharding(mesh, PartitionSpec("data")))
-    )
+    _check_sizes(epoch_size, batch_size, mesh)
     steps = epoch_size // batch_size
-    grad_fn = jax.value_and_grad(losses.objective(network, loss))
+    step = _step_fn(network, loss, optimizer, mesh)
 
     def epoch(state: TrainState, x, y, stream: Stream, key: jax.Array, epoch_index: jax.Array):
         rows = epoch_indices(stream, jax.random.fold_in(key, STREAM_KEY), epoch_index, epoch_size)
-        noise = jax.random.fold_in(jax.random.fold_in(key, NOISE_KEY), epoch_index)
+        noise = _noise_key(key, epoch_index)
 
-        def step(state: TrainState, inputs):
+        def body(state: TrainState, inputs):
             i, batch = inputs
-            value, grads = grad_fn(state.params, shard(x[batch]), shard(y[batch]), jax.random.fold_in(noise, i))
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            return TrainState(optax.apply_updates(state.params, updates), opt_state), value
+            return step(state, x[batch], y[batch], jax.random.fold_in(noise, i))
 
-        return jax.lax.scan(step, state, (jnp.arange(steps), rows.reshape(steps, batch_size)))
+        return jax.lax.scan(body, state, (jnp.arange(steps), rows.reshape(steps, batch_size)))
 
     return jax.jit(epoch, donate_argnums=0)
+
+
+def make_chunk(
+    network: Network,
+    loss: losses.Loss,
+    optimizer: optax.GradientTransformation,
+    *,
+    mesh: Mesh | None = None,
+) -> Callable[..., tuple[TrainState, jax.Array]]:
+    """``chunk(state, xb, yb, key, epoch, first_step) -> (state, per-step losses)``: K steps in one jitted call.
+
+    For data that does not fit on the device: ``xb``/``yb`` hold the K batches (K x batch x features),
+    gathered on the host. Steps use the same keys as :func:`make_epoch`'s, so an epoch fed chunk by chunk
+    trains exactly as the one-program epoch does. Compiled once per chunk shape.
+    """
+    step = _step_fn(network, loss, optimizer, mesh)
+
+    def chunk(state: TrainState, xb, yb, key: jax.Array, epoch_index: jax.Array, first_step: jax.Array):
+        noise = _noise_key(key, epoch_index)
+
+        def body(state: TrainState, inputs):
+            i, xs, ys = inputs
+            return step(state, xs, ys, jax.random.fold_in(noise, first_step + i))
+
+        return jax.lax.scan(body, state, (jnp.arange(xb.shape[0]), xb, yb))
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def chunked_epoch(
+    network: Network,
+    loss: losses.Loss,
+    optimizer: optax.GradientTransformation,
+    *,
+    epoch_size: int,
+    batch_size: int,
+    steps_per_call: int,
+    mesh: Mesh | None = None,
+) -> Callable[..., tuple[TrainState, jax.Array]]:
+    """The epoch of :func:`make_epoch` fed from host memory, ``steps_per_call`` batches per compiled call.
+
+    ``x``/``y`` stay on the host (numpy); only the stream's indices are computed on the device. While the
+    device runs one chunk (dispatch is asynchronous), the host gathers the next.
+    """
+    _check_sizes(epoch_size, batch_size, mesh)
+    steps = epoch_size // batch_size
+    if steps % steps_per_call:
+        raise ConfigError(f":steps-per-call {steps_per_call} does not divide the {steps} steps of an epoch")
+    chunk = make_chunk(network, loss, optimizer, mesh=mesh)
+    indices = jax.jit(lambda s, key, e: epoch_indices(s, jax.random.fold_in(key, STREAM_KEY), e, epoch_size))
+
+    def epoch(state: TrainState, x: np.ndarray, y: np.ndarray, stream: Stream, key: jax.Array, epoch_index):
+        rows = np.asarray(indices(stream, key, epoch_index)).reshape(steps // steps_per_call, steps_per_call, -1)
+        step_losses = []
+        for c, part in enumerate(rows):
+            xb, yb = replicate((x[part], y[part]), mesh)
+            state, values = chunk(state, xb, yb, key, epoch_index, jnp.int32(c * steps_per_call))
+            step_losses.append(values)
+        return state, jnp.concatenate(step_losses)
+
+    return epoch
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
@@ -205,6 +283,7 @@ def train_n(
     config: Mapping | None = None,
     on_epoch: Callable[[EpochRecord], None] = lambda record: None,
     mesh: Mesh | None = None,
+    steps_per_call: int | None = None,
 ) -> TrainResult:
     """Train until ``epoch_count`` epochs in all and return the best network by ``test_fn``.
 
@@ -212,12 +291,19 @@ def train_n(
     :func:`resume_from`) continues one: its final state, best epoch and history carry on, and because every
     key derives from the epoch number, the continued run is bit-identical to an uninterrupted one on CPU.
 
+    ``steps_per_call`` keeps the training data on the host and feeds each epoch in chunks of that many
+    steps (:func:`chunked_epoch`), for data that does not fit on the device; results are the same.
+
     With ``run_dir``, the best checkpoint (``best.npz``), the latest one (``last.npz``) and the per-epoch
     log (``log.jsonl``: one JSON object per epoch) are written there atomically after every epoch.
     A non-finite loss raises :class:`TrainingDiverged` with the epoch and step; Ctrl-C raises
     :class:`TrainingInterrupted`; either way what was saved stays.
     """
-    epoch_fn = make_epoch(network, loss, optimizer, epoch_size=epoch_size, batch_size=batch_size, mesh=mesh)
+    sizes = {"epoch_size": epoch_size, "batch_size": batch_size, "mesh": mesh}
+    if steps_per_call is None:
+        epoch_fn = make_epoch(network, loss, optimizer, **sizes)
+    else:
+        epoch_fn = chunked_epoch(network, loss, optimizer, steps_per_call=steps_per_call, **sizes)
     if previous is not None:
         state, history = previous.state, list(previous.history)
         best = previous.best
@@ -225,7 +311,8 @@ def train_n(
     else:
         state = state if state is not None else init_state(network, optimizer, jax.random.fold_in(key, 2))
         history, best, best_state = [], None, None
-    state, x, y, stream = replicate((state, train.x, train.y, stream), mesh)
+    state, stream = replicate((state, stream), mesh)
+    x, y = (train.x, train.y) if steps_per_call else replicate((train.x, train.y), mesh)
     run_dir = Path(run_dir) if run_dir is not None else None
     epoch = len(history)
     try:

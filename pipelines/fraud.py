@@ -207,6 +207,7 @@ def _train(
             config=cfg,
             on_epoch=on_epoch,
             mesh=mesh,
+            steps_per_call=cfg["steps-per-call"],
         )
     threshold = result.best.metrics["threshold"]
     probs = np.asarray(jax.jit(net.apply)(result.params, data.test.x))[:, -1]
