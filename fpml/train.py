@@ -201,6 +201,12 @@ def make_chunk(
     return jax.jit(chunk, donate_argnums=0)
 
 
+def process_stream_key(key: jax.Array, process_index: int, process_count: int) -> jax.Array:
+    """The stream key of one process: the run's, folded with the process index when there are several."""
+    stream_key = jax.random.fold_in(key, STREAM_KEY)
+    return stream_key if process_count == 1 else jax.random.fold_in(stream_key, process_index)
+
+
 def chunked_epoch(
     network: Network,
     loss: losses.Loss,
@@ -215,20 +221,40 @@ def chunked_epoch(
 
     ``x``/``y`` stay on the host (numpy); only the stream's indices are computed on the device. While the
     device runs one chunk (dispatch is asynchronous), the host gathers the next.
+
+    With several processes (``jax.distributed``), ``x``/``y``/``stream`` are this process's shard: each
+    process draws ``batch_size / processes`` rows of every batch from its own stream, and the parts are
+    joined into global batches sharded over the ``mesh`` (which must span every process's devices).
     """
     _check_sizes(epoch_size, batch_size, mesh)
     steps = epoch_size // batch_size
     if steps % steps_per_call:
         raise ConfigError(f":steps-per-call {steps_per_call} does not divide the {steps} steps of an epoch")
+    processes, index = jax.process_count(), jax.process_index()
+    if processes > 1 and (mesh is None or batch_size % processes):
+        raise ConfigError(
+            f"training on {processes} processes needs a mesh over their devices and a :batch-size "
+            f"divisible by {processes}"
+        )
+    local_batch = batch_size // processes
     chunk = make_chunk(network, loss, optimizer, mesh=mesh)
-    indices = jax.jit(lambda s, key, e: epoch_indices(s, jax.random.fold_in(key, STREAM_KEY), e, epoch_size))
+    indices = jax.jit(
+        lambda s, key, e: epoch_indices(s, process_stream_key(key, index, processes), e, steps * local_batch)
+    )
+
+    def place(local: np.ndarray) -> jax.Array:
+        if processes == 1:
+            return replicate(local, mesh)
+        sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+        return jax.make_array_from_process_local_data(sharding, local, (local.shape[0], batch_size, *local.shape[2:]))
 
     def epoch(state: TrainState, x: np.ndarray, y: np.ndarray, stream: Stream, key: jax.Array, epoch_index):
         rows = np.asarray(indices(stream, key, epoch_index)).reshape(steps // steps_per_call, steps_per_call, -1)
         step_losses = []
         for c, part in enumerate(rows):
-            xb, yb = replicate((x[part], y[part]), mesh)
-            state, values = chunk(state, xb, yb, key, epoch_index, jnp.int32(c * steps_per_call))
+            state, values = chunk(
+                state, place(x[part]), place(y[part]), key, epoch_index, jnp.int32(c * steps_per_call)
+            )
             step_losses.append(values)
         return state, jnp.concatenate(step_losses)
 
@@ -311,8 +337,12 @@ def train_n(
     else:
         state = state if state is not None else init_state(network, optimizer, jax.random.fold_in(key, 2))
         history, best, best_state = [], None, None
-    state, stream = replicate((state, stream), mesh)
-    x, y = (train.x, train.y) if steps_per_call else replicate((train.x, train.y), mesh)
+    state = replicate(state, mesh)
+    if steps_per_call is None:  # the data and the stream live on the device(s); else on the host, per process
+        stream, x, y = replicate((stream, train.x, train.y), mesh)
+    else:
+        x, y = train.x, train.y
+    writer = run_dir is not None and jax.process_index() == 0  # one process writes for all
     run_dir = Path(run_dir) if run_dir is not None else None
     epoch = len(history)
     try:
@@ -323,14 +353,14 @@ def train_n(
             bad = _first_bad_step(step_losses)
             if bad is not None:
                 raise TrainingDiverged(epoch, bad, float(step_losses[bad]))
-            result = test_fn(state.params, best)
+            result = test_fn(jax.device_get(state.params) if jax.process_count() > 1 else state.params, best)
             seconds = time.perf_counter() - started
             record = EpochRecord(epoch, float(step_losses.mean()), dict(result.metrics), seconds, bool(result.best))
             history.append(record)
             host_state = jax.device_get(state)
             if record.best:
                 best, best_state = record, host_state
-            if run_dir is not None:
+            if writer:
                 _save_epoch(run_dir, network, host_state, record, best_state if record.best else None, config, history)
             on_epoch(record)
     except KeyboardInterrupt:
