@@ -8,15 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fpml.errors import FpmlError, TrainingInterrupted
+from fpml.errors import ConfigError, FpmlError, TrainingInterrupted
 
 
-def _start_jax(cfg) -> None:
-    """Process-level choices, before JAX starts: the backend, and the CPU cores for small networks."""
+def _start_jax(cfg, *, shared_host: bool = False) -> None:
+    """Process-level choices, before JAX starts: the backend, and the CPU cores for small networks (not when
+    several processes may share the host, where confining each to 'the first core' would stack them)."""
     from fpml import runtime
 
     runtime.select_platform(cfg["platform"])
-    if cfg["platform"] != "gpu":
+    if cfg["platform"] != "gpu" and not shared_host:
         runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
 
 
@@ -24,9 +25,15 @@ def _train(args: argparse.Namespace) -> int:
     from fpml import config
     from pipelines import fraud
 
+    if args.coordinator or args.num_processes or args.process_id is not None:
+        from fpml import distributed
+
+        if not (args.coordinator and args.num_processes and args.process_id is not None):
+            raise ConfigError("multi-process training needs all of --coordinator, --num-processes, --process-id")
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     device = [f"platform=:{args.device}"] if args.device else []
     cfg = config.load(args.config, [*args.overrides, *device])
-    _start_jax(cfg)
+    _start_jax(cfg, shared_host=bool(args.coordinator))
     result = fraud.run(cfg, Path(args.config).stem, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet:
         print(result.run_dir / "best.npz")
@@ -117,6 +124,14 @@ def parser() -> argparse.ArgumentParser:
         choices=["cpu", "gpu"],
         help="JAX backend (default: JAX's choice); a GPU that cannot be used is an error, never a silent fallback",
     )
+    train.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="train with jax.distributed: the address of "
+        "process 0 (every process runs the same command with its own --process-id)",
+    )
+    train.add_argument("--num-processes", type=int, metavar="N", help="processes taking part (jax.distributed)")
+    train.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
     for p in (train, resume):
         p.add_argument("--quiet", action="store_true", help="print only the path of the saved network")
         p.add_argument("--plain", action="store_true", help="one plain line per epoch (the default off a terminal)")

@@ -21,7 +21,7 @@ import pandas as pd
 import toolz
 from rich.console import Console
 
-from fpml import checkpoint, config, edn, losses, metrics, network, optim, plots, progress, train
+from fpml import checkpoint, config, distributed, edn, losses, metrics, network, optim, plots, progress, train
 from fpml.data import io, kaggle, stream, synthetic, transforms
 from fpml.data.dataset import Dataset
 from fpml.errors import CheckpointError, ConfigError
@@ -112,6 +112,12 @@ def run(
     data = prepare(cfg, quiet=quiet)
     if cfg["batch-size"] > len(data.train):
         raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
+    if jax.process_count() > 1:  # several processes (jax.distributed): each keeps its shard of the training rows
+        if cfg["steps-per-call"] is None:
+            raise ConfigError("training on several processes feeds each epoch in chunks: set :steps-per-call")
+        data = data._replace(train=distributed.process_shard(data.train))
+    if jax.process_index() != 0:  # only process 0 writes and talks
+        return _train(cfg, name, data, None, None, quiet=True, plain=plain, console=console)
     run_dir = new_run_dir(cfg["run-dir"], name)
     write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
     write_text(run_dir / "data.txt", data.source + "\n")
@@ -164,7 +170,7 @@ def _train(
     optimizer = optim.optimizer(cfg["optimizer"])
     judge = data.validation if data.validation is not None else data.test
     tune = cfg["threshold"] == "tune"
-    devices = jax.device_count() if cfg["devices"] == "all" else cfg["devices"]
+    devices = jax.device_count() if cfg["devices"] == "all" or jax.process_count() > 1 else cfg["devices"]
     mesh = train.data_mesh(devices) if devices > 1 else None
     if not quiet:
         used = ", ".join(str(d) for d in jax.devices()[:devices])
@@ -212,6 +218,8 @@ def _train(
     threshold = result.best.metrics["threshold"]
     probs = np.asarray(jax.jit(net.apply)(result.params, data.test.x))[:, -1]
     report = metrics.report(data.test.labels, probs, threshold, cfg["beta"])
+    if run_dir is None:  # a process other than 0 of a multi-process run
+        return RunResult(run_dir, result, report, probs, data)
     write_text(run_dir / "test.json", progress.json_line({"data": data.source, **report.as_dict()}))
     write_text(run_dir / "inference.json", json.dumps(inference_record(cfg, data, threshold), indent=1) + "\n")
     plots.training_curves(result.history, run_dir / "training.png")
