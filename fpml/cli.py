@@ -35,7 +35,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, [*args.overrides, *device])
     _start_jax(cfg, shared_host=bool(args.coordinator))
     result = fraud.run(cfg, Path(args.config).stem, quiet=args.quiet, plain=True if args.plain else None)
-    if args.quiet:
+    if args.quiet and result.run_dir is not None:  # processes other than 0 of a multi-process run write nothing
         print(result.run_dir / "best.npz")
     return 0
 
