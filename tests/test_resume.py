@@ -10,10 +10,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-import toolz
 
 from fpml import checkpoint, edn, losses, network, optim, train
-from fpml.data import stream, synthetic, transforms
+from fpml.data import stream
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = edn.loads("""[{:type :input :size 29} {:type :linear->relu :size 8} {:type :dropout :keep 0.8}
@@ -21,12 +20,8 @@ NET = edn.loads("""[{:type :input :size 29} {:type :linear->relu :size 8} {:type
 
 
 @pytest.fixture(scope="module")
-def parts():
-    frame = synthetic.generate(seed=4, rows=3_000, frauds=60)
-    data = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
-    train_part, test_part = transforms.split(jax.random.key(0), 800, data)
-    stats = transforms.fit_standardizer(train_part)
-    return transforms.standardize(stats, train_part), transforms.standardize(stats, test_part)
+def parts(small_split):
+    return small_split(seed=4, rows=3_000, frauds=60, test_rows=800)
 
 
 def train_for(parts, epochs, run_dir=None, previous=None):

@@ -5,10 +5,9 @@ import json
 import jax
 import numpy as np
 import pytest
-import toolz
 
 from fpml import checkpoint, edn, losses, network, optim, train
-from fpml.data import stream, synthetic, transforms
+from fpml.data import stream
 from fpml.errors import ConfigError, TrainingDiverged
 
 NET = edn.loads("""[{:type :input :size 29 :id :data} {:type :linear->relu :size 8} {:type :dropout :keep 0.9}
@@ -16,12 +15,8 @@ NET = edn.loads("""[{:type :input :size 29 :id :data} {:type :linear->relu :size
 
 
 @pytest.fixture(scope="module")
-def data():
-    frame = synthetic.generate(seed=3, rows=4_000, frauds=80)
-    full = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
-    train_part, test_part = transforms.split(jax.random.key(0), 1_000, full)
-    stats = transforms.fit_standardizer(train_part)
-    return transforms.standardize(stats, train_part), transforms.standardize(stats, test_part)
+def data(small_split):
+    return small_split(seed=3, rows=4_000, frauds=80, test_rows=1_000)
 
 
 def run(data, epochs=3, opt="{:name :adam :learning-rate 0.01}", **kw):
