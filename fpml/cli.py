@@ -4,11 +4,12 @@ during training exits with 130 after saying where the best network is and how to
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fpml.errors import ConfigError, FpmlError, TrainingInterrupted
+from fpml.errors import FpmlError, TrainingInterrupted
 
 
 def _start_jax(cfg, *, shared_host: bool = False) -> None:
@@ -25,15 +26,18 @@ def _train(args: argparse.Namespace) -> int:
     from fpml import config
     from pipelines import fraud
 
-    if args.coordinator or args.num_processes or args.process_id is not None:
+    flags = [f"platform=:{args.device}"] if args.device else []
+    if args.coordinator is not None:
+        auto = args.coordinator == "auto"
+        flags.append("coordinator=:auto" if auto else f"coordinator={json.dumps(args.coordinator)}")
+    flags += [f"num-processes={args.num_processes}"] if args.num_processes is not None else []
+    flags += [f"process-id={args.process_id}"] if args.process_id is not None else []
+    cfg = config.load(args.config, [*args.overrides, *flags])
+    if cfg["coordinator"] is not None:  # before anything touches a device
         from fpml import distributed
 
-        if not (args.coordinator and args.num_processes and args.process_id is not None):
-            raise ConfigError("multi-process training needs all of --coordinator, --num-processes, --process-id")
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    device = [f"platform=:{args.device}"] if args.device else []
-    cfg = config.load(args.config, [*args.overrides, *device])
-    _start_jax(cfg, shared_host=bool(args.coordinator))
+        distributed.initialize(cfg["coordinator"], cfg["num-processes"], cfg["process-id"])
+    _start_jax(cfg, shared_host=cfg["coordinator"] is not None)
     result = fraud.run(cfg, Path(args.config).stem, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet and result.run_dir is not None:  # processes other than 0 of a multi-process run write nothing
         print(result.run_dir / "best.npz")
@@ -127,8 +131,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--coordinator",
         metavar="HOST:PORT",
-        help="train with jax.distributed: the address of "
-        "process 0 (every process runs the same command with its own --process-id)",
+        help="train with jax.distributed: the address of process 0 (every process runs the same command with "
+        "its own --process-id), or 'auto' to read it, the process count and id from Slurm, Open MPI or Kubernetes",
     )
     train.add_argument("--num-processes", type=int, metavar="N", help="processes taking part (jax.distributed)")
     train.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")

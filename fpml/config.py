@@ -93,6 +93,11 @@ def _is_bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
+def _is_address(value: Any) -> bool:
+    host, _, port = value.rpartition(":") if isinstance(value, str) and not isinstance(value, Keyword) else ("", "", "")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 def _is_map(value: Any) -> str | None:
     return None if isinstance(value, Mapping) else "must be a map"
 
@@ -178,6 +183,12 @@ SETTINGS: Mapping[str, Setting] = {
         "nil (the whole epoch is one program on the device), or keep the data on the host and feed each epoch "
         "in chunks of this many steps (for data that does not fit on the device)",
     ),
+    "chunk-rows": Setting(
+        lambda v: None if v is None else layers.is_positive_int(v),
+        None,
+        "nil (read the whole table into memory), or read the CSV this many rows at a time and keep the prepared "
+        "data in memory-mapped files in :data-dir (data larger than host memory; needs :steps-per-call)",
+    ),
     "devices": Setting(
         lambda v: None if v == "all" or layers.is_positive_int(v) is None else "must be a positive integer or :all",
         1,
@@ -187,6 +198,26 @@ SETTINGS: Mapping[str, Setting] = {
         layers.is_one_of("auto", "cpu", "gpu"),
         Keyword("auto"),
         "JAX backend: :auto, :cpu or :gpu (never a silent fallback)",
+    ),
+    "coordinator": Setting(
+        lambda v: None if v is None or v == "auto" or _is_address(v) else 'must be nil, "HOST:PORT" or :auto',
+        None,
+        'train on several processes (jax.distributed): nil (one process), process 0\'s "HOST:PORT", or :auto '
+        "(read from a Slurm, Open MPI or Kubernetes environment)",
+    ),
+    "num-processes": Setting(
+        lambda v: None if v is None else layers.is_positive_int(v),
+        None,
+        'processes taking part, with a "HOST:PORT" :coordinator',
+    ),
+    "process-id": Setting(
+        lambda v: (
+            None
+            if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+            else ("must be nil or an integer >= 0")
+        ),
+        None,
+        'this process\'s index 0..N-1, with a "HOST:PORT" :coordinator (usually given on the command line)',
     ),
     "run-dir": Setting(_is_string, "runs", "folder under which each run gets its own folder"),
 }
@@ -232,7 +263,35 @@ def validate(raw: Any, source: str = "config") -> PMap:
             f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
             f"{cfg['batch-size']} (try {cfg['epoch-size'] // cfg['batch-size'] * cfg['batch-size']})"
         )
+    if cfg["chunk-rows"] is not None and cfg["steps-per-call"] is None:
+        raise ConfigError(
+            f"{source}: :chunk-rows keeps the data in memory-mapped files on the host; "
+            "feed training from there with :steps-per-call (e.g. 100)"
+        )
+    _check_processes(cfg, source)
     return cfg.set("network", net.description)
+
+
+def _check_processes(cfg: PMap, source: str) -> None:
+    """A ``"HOST:PORT"`` coordinator needs the process count and id; :auto and nil take neither."""
+    given = [k for k in ("num-processes", "process-id") if cfg[k] is not None]
+    if cfg["coordinator"] in (None, "auto"):
+        if given:
+            what = (
+                "with :coordinator :auto they come from the cluster's environment"
+                if cfg["coordinator"]
+                else ('they need a :coordinator "HOST:PORT"')
+            )
+            raise ConfigError(f"{source}: :{given[0]} is set but {what}")
+        return
+    if len(given) < 2:
+        missing = next(k for k in ("num-processes", "process-id") if cfg[k] is None)
+        raise ConfigError(f"{source}: :coordinator {edn.dumps(cfg['coordinator'])} needs :{missing} too")
+    if cfg["process-id"] >= cfg["num-processes"]:
+        raise ConfigError(
+            f"{source}: :process-id {cfg['process-id']} must be in 0..{cfg['num-processes'] - 1} "
+            f"(:num-processes {cfg['num-processes']})"
+        )
 
 
 def from_text(text: str, source: str = "config") -> PMap:

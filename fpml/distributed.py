@@ -18,14 +18,33 @@ from fpml.data.transforms import take
 from fpml.errors import ConfigError
 
 
-def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
-    """Join a group of ``num_processes`` processes coordinated at ``HOST:PORT`` (CPU collectives: gloo)."""
-    if not 0 <= process_id < num_processes:
-        raise ConfigError(f"--process-id {process_id} must be in 0..{num_processes - 1}")
+def initialize(coordinator: str, num_processes: int | None = None, process_id: int | None = None) -> None:
+    """Join a group of processes coordinated at ``HOST:PORT`` (CPU collectives: gloo).
+
+    ``coordinator="auto"`` leaves the address, process count and id to ``jax.distributed.initialize``'s
+    cluster detection: Slurm (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``),
+    Open MPI (``OMPI_MCA_orte_hnp_uri``, ``OMPI_COMM_WORLD_SIZE``, ``OMPI_COMM_WORLD_RANK``) or Kubernetes
+    (an indexed Job: ``JOB_COMPLETION_INDEX``, with the ``kubernetes`` package installed).
+    """
+    if coordinator != "auto" and (num_processes is None or process_id is None or not 0 <= process_id < num_processes):
+        raise ConfigError(
+            f"coordinator {coordinator} needs a process count and a process id in 0..count-1, "
+            f"got count {num_processes} and id {process_id}"
+        )
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("distributed.initialize must run before JAX starts its backend")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    if coordinator != "auto":
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+        return
+    try:
+        jax.distributed.initialize()
+    except ValueError as err:  # no cluster environment found
+        raise ConfigError(
+            f":coordinator :auto found no cluster environment (Slurm, Open MPI or Kubernetes) to read the "
+            f'coordinator, process count and id from ({err}); give :coordinator "HOST:PORT" with '
+            ":num-processes and :process-id instead"
+        ) from None
 
 
 def process_rows(n_rows: int, process_index: int, process_count: int) -> np.ndarray:

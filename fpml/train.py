@@ -29,6 +29,7 @@ import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from fpml import checkpoint, losses, metrics
+from fpml.data import storage
 from fpml.data.dataset import Dataset
 from fpml.data.stream import Stream, epoch_indices
 from fpml.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
@@ -266,6 +267,29 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     return jax.device_put(tree) if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+def probabilities(network: Network, data: Dataset) -> Callable[[Params], np.ndarray]:
+    """``params -> P(positive class)`` for every row of ``data`` (the last output column).
+
+    Data in memory goes to the device once; memory-mapped data is read block by block, the last block
+    padded to the same shape so that the network compiles once.
+    """
+    predict = jax.jit(network.apply)
+    if data.spill_dir is None:
+        x = jax.device_put(data.x)
+        return lambda params: np.asarray(predict(params, x))[:, -1]
+    rows = min(storage.BLOCK_ROWS, len(data))
+
+    def blockwise(params: Params) -> np.ndarray:
+        parts = []
+        for s in storage.row_blocks(len(data), rows):
+            block = data.x[s]
+            padded = np.pad(block, ((0, rows - len(block)), (0, 0)))
+            parts.append(np.asarray(predict(params, padded))[: len(block), -1])
+        return np.concatenate(parts)
+
+    return blockwise
+
+
 def classification_test_fn(
     network: Network, data: Dataset, *, threshold: float | None = 0.5, beta: float = 1.0
 ) -> TestFn:
@@ -274,11 +298,10 @@ def classification_test_fn(
     ``threshold=None`` tunes it: each epoch is scored at the threshold that maximises its F-beta on
     ``data`` (recorded in the metrics) -- pass validation data then, never the test set.
     """
-    predict = jax.jit(network.apply)
-    x, y_true = jax.device_put(data.x), data.labels
+    predict, y_true = probabilities(network, data), data.labels
 
     def test_fn(params: Params, best: EpochRecord | None) -> TestResult:
-        probs = np.asarray(predict(params, x))[:, -1]
+        probs = predict(params)
         at = threshold if threshold is not None else metrics.best_threshold(y_true, probs, beta)[0]
         report = metrics.report(y_true, probs, at, beta)
         return TestResult(best is None or report.f_beta > best.metrics["f-beta"], report.as_dict())

@@ -22,7 +22,7 @@ import toolz
 from rich.console import Console
 
 from fpml import checkpoint, config, distributed, edn, losses, metrics, network, optim, plots, progress, train
-from fpml.data import io, kaggle, stream, synthetic, transforms
+from fpml.data import io, kaggle, storage, stream, synthetic, transforms
 from fpml.data.dataset import Dataset
 from fpml.errors import CheckpointError, ConfigError
 from fpml.files import write_text
@@ -41,8 +41,8 @@ class Prepared(NamedTuple):
     standardizer: transforms.Standardizer | None
 
 
-def load_frame(cfg: Mapping, *, quiet: bool = False):
-    """The raw table named by ``:data``: the Kaggle file, a CSV path, or the synthetic generator."""
+def load_frame(cfg: Mapping, *, quiet: bool = False) -> tuple[pd.DataFrame, str]:
+    """The raw table named by ``:data`` (the Kaggle file, a CSV path, or the synthetic generator) and its source."""
     if cfg["data"] == "synthetic":
         s = {"rows": synthetic.ROWS, "frauds": synthetic.FRAUDS, "seed": 0, **cfg["synthetic"]}
         frame = synthetic.generate(seed=s["seed"], rows=s["rows"], frauds=s["frauds"])
@@ -51,7 +51,7 @@ def load_frame(cfg: Mapping, *, quiet: bool = False):
     return kaggle.load_frame(source, cfg["label"]), source.description
 
 
-def features(cfg: Mapping, frame) -> Dataset:
+def features(cfg: Mapping, frame: pd.DataFrame) -> Dataset:
     """The table -> log1p columns -> drop columns -> features and one-hot labels."""
     return toolz.pipe(
         frame,
@@ -61,10 +61,29 @@ def features(cfg: Mapping, frame) -> Dataset:
     )
 
 
+def load_data(cfg: Mapping, *, quiet: bool = False) -> tuple[Dataset, str]:
+    """The table named by ``:data`` as features and labels, and where it came from.
+
+    With ``:chunk-rows N`` the CSV is read N rows at a time, each chunk goes through :func:`features`,
+    and the rows are kept in memory-mapped files in ``:data-dir`` (data larger than host memory).
+    """
+    chunk_rows = cfg["chunk-rows"]
+    if chunk_rows is None:
+        frame, source = load_frame(cfg, quiet=quiet)
+        return features(cfg, frame), source
+    if cfg["data"] == "synthetic":  # the generator is in memory; it is still fed through in chunks
+        frame, source = load_frame(cfg, quiet=quiet)
+        frames = (frame.iloc[s] for s in storage.row_blocks(len(frame), chunk_rows))
+    else:
+        found = kaggle.obtain(cfg["data"], Path(cfg["data-dir"]), quiet=quiet)
+        frames, source = kaggle.load_chunks(found, chunk_rows, cfg["label"]), found.description
+    data = transforms.concatenate((features(cfg, frame) for frame in frames), cfg["data-dir"])
+    return data, f"{source}, read {chunk_rows} rows at a time into memory-mapped files"
+
+
 def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
     """Load -> features -> split -> (standardize with training statistics) -> (augment the training positives)."""
-    frame, source = load_frame(cfg, quiet=quiet)
-    data = features(cfg, frame)
+    data, source = load_data(cfg, quiet=quiet)
     split_key = jax.random.key(int(cfg["split-seed"]))
     train_part, test_part = transforms.split(split_key, cfg["test-size"], data)
     validation = None
@@ -216,7 +235,7 @@ def _train(
             steps_per_call=cfg["steps-per-call"],
         )
     threshold = result.best.metrics["threshold"]
-    probs = np.asarray(jax.jit(net.apply)(result.params, data.test.x))[:, -1]
+    probs = train.probabilities(net, data.test)(result.params)
     report = metrics.report(data.test.labels, probs, threshold, cfg["beta"])
     if run_dir is None:  # a process other than 0 of a multi-process run
         return RunResult(run_dir, result, report, probs, data)
@@ -297,12 +316,13 @@ def evaluate(run_dir: str | Path, data_path: str | None = None) -> tuple[metrics
     threshold = model.inference["threshold"]
     if data_path is None:
         data = prepare(model.config, quiet=True)
-        x, labels, what = data.test.x, data.test.labels, f"the run's test set ({data.source})"
+        probs = train.probabilities(model.network, data.test)(model.params)
+        labels, what = data.test.labels, f"the run's test set ({data.source})"
     else:
         source = kaggle.obtain(data_path)
         frame = kaggle.load_frame(source, model.inference["label"])
-        x, labels, what = _rows(model, frame), frame[model.inference["label"]].to_numpy(), source.description
-    probs = np.asarray(jax.jit(model.network.apply)(model.params, x))[:, -1]
+        probs = np.asarray(jax.jit(model.network.apply)(model.params, _rows(model, frame)))[:, -1]
+        labels, what = frame[model.inference["label"]].to_numpy(), source.description
     return metrics.report(labels, probs, threshold, model.config["beta"]), what
 
 

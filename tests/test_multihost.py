@@ -38,45 +38,31 @@ def test_two_processes_train_as_one(tmp_path):
     assert first["max_diff_vs_single"] < 1e-5
 
 
-def test_two_processes_from_the_command_line(tmp_path):
-    port = str(free_port())
-    small = [
-        "data=:synthetic",
-        "synthetic={:rows 6000 :frauds 60 :seed 2}",
-        "test-size=1500",
-        "epoch-size=2000",
-        "batch-size=40",
-        "epoch-count=2",
-        "augment=nil",
-        "threshold=0.5",
-        "steps-per-call=10",
-        f"run-dir={tmp_path}",
-    ]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+SMALL = [
+    "data=:synthetic",
+    "synthetic={:rows 6000 :frauds 60 :seed 2}",
+    "test-size=1500",
+    "epoch-size=2000",
+    "batch-size=40",
+    "epoch-count=2",
+    "augment=nil",
+    "threshold=0.5",
+    "steps-per-call=10",
+]
+
+
+def _train_two(tmp_path, args, envs):
+    """Start ``fpml train fraud`` twice (per-process extra args and environment); check they train as one."""
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fpml",
-                "train",
-                "fraud",
-                *small,
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(p),
-                "--quiet",
-            ],
+            [sys.executable, "-m", "fpml", "train", "fraud", *SMALL, f"run-dir={tmp_path}", *extra, "--quiet"],
             cwd=ROOT,
-            env=env,
+            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for p in (0, 1)
+        for extra, env in zip(args, envs, strict=True)
     ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
@@ -86,6 +72,53 @@ def test_two_processes_from_the_command_line(tmp_path):
     assert last_lines[0] == str(run / "best.npz") and "best.npz" not in outputs[1][0]
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
     assert {"best.npz", "last.npz", "inference.json", "training.png"} <= {p.name for p in run.iterdir()}
+    return run
+
+
+def test_two_processes_from_the_command_line(tmp_path):
+    port = free_port()
+    flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
+    _train_two(tmp_path, [[*flags, "0"], [*flags, "1"]], [{}, {}])
+
+
+def test_two_processes_from_config_keys(tmp_path):
+    keys = [f'coordinator="127.0.0.1:{free_port()}"', "num-processes=2"]
+    run = _train_two(tmp_path, [[*keys, "process-id=0"], [*keys, "process-id=1"]], [{}, {}])
+    assert ":num-processes 2" in (run / "config.edn").read_text()
+
+
+def _slurm_job_id() -> int:
+    """A Slurm job id whose coordinator port (JAX: 61440 + id % 4096) is free here."""
+    for job in range(1000, 1000 + 4096):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", 61440 + job % 4096))
+            except OSError:
+                continue
+            return job
+    raise RuntimeError("no free port in 61440..65535")
+
+
+def test_two_processes_read_a_slurm_environment(tmp_path):
+    job = str(_slurm_job_id())
+    slurm = {"SLURM_JOB_ID": job, "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2"}
+    envs = [{**slurm, "SLURM_PROCID": str(p), "SLURM_LOCALID": str(p)} for p in (0, 1)]
+    _train_two(tmp_path, [["coordinator=:auto"], ["coordinator=:auto"]], envs)
+
+
+def test_coordinator_auto_outside_a_cluster_is_one_clean_error():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "PMI_"))}
+    out = subprocess.run(
+        [sys.executable, "-m", "fpml", "train", "fraud", "data=:synthetic", "--coordinator", "auto"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("fpml: error: :coordinator :auto found no cluster environment"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_multi_process_flags_come_together():
@@ -97,4 +130,4 @@ def test_multi_process_flags_come_together():
         timeout=120,
     )
     assert out.returncode == 2
-    assert "needs all of --coordinator, --num-processes, --process-id" in out.stderr
+    assert out.stderr == 'fpml: error: configs/fraud.edn: :coordinator "127.0.0.1:1" needs :num-processes too\n'

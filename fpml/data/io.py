@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,15 @@ from fpml.errors import DataError
 CREDITCARD_COLUMNS: tuple[str, ...] = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class")
 
 
-def numeric(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
-    """The named columns as float64; the first cell that is not a finite number is an error naming it."""
+def _where(source: str, column: str, row: int) -> str:
+    return f"{source}: column {column}, data row {row + 1} (line {row + 2} of the file)"
+
+
+def numeric(frame: pd.DataFrame, columns: Sequence[str], source: str, first_row: int = 0) -> pd.DataFrame:
+    """The named columns as float64; the first cell that is not a finite number is an error naming it.
+
+    ``first_row`` is the data row the frame starts at in its file (for a chunk of a larger file).
+    """
     if frame.empty:
         raise DataError(f"{source}: has a header but no rows")
     for column in columns:
@@ -24,16 +31,20 @@ def numeric(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.Data
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
-                f"{source}: column {column}, data row {row + 1} (line {row + 2} of the file): "
-                f"value {frame[column].iloc[row]!r} is not a finite number"
+                f"{_where(source, column, first_row + row)}: value {frame[column].iloc[row]!r} is not a finite number"
             )
     return frame[list(columns)].astype(float)
 
 
 def validate_frame(
-    frame: pd.DataFrame, source: str, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class"
+    frame: pd.DataFrame,
+    source: str,
+    columns: Sequence[str] = CREDITCARD_COLUMNS,
+    label: str = "Class",
+    first_row: int = 0,
 ) -> pd.DataFrame:
-    """Check the schema and values of a loaded table; return it with float64 features and int labels."""
+    """Check the schema and values of a table (or of a chunk of one starting at data row ``first_row``);
+    return it with float64 features and int labels. Whether both classes occur is :func:`check_classes`."""
     missing = [c for c in columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in columns]
     if missing or extra:
@@ -46,18 +57,19 @@ def validate_frame(
             else ", ".join(columns)
         )
         raise DataError(f"{source}: {'; '.join(parts)}; expected {expected}")
-    out = numeric(frame, columns, source)
+    out = numeric(frame, columns, source, first_row)
     labels = out[label]
     off = ~labels.isin([0.0, 1.0])
     if off.any():
         row = int(np.flatnonzero(off.to_numpy())[0])
-        raise DataError(
-            f"{source}: column {label}, data row {row + 1} (line {row + 2} of the file): "
-            f"label {frame[label].iloc[row]!r} is not 0 or 1"
-        )
-    if labels.nunique() < 2:
-        raise DataError(f"{source}: column {label} holds only class {int(labels.iloc[0])}; need both 0 and 1")
+        raise DataError(f"{_where(source, label, first_row + row)}: label {frame[label].iloc[row]!r} is not 0 or 1")
     return out.assign(**{label: labels.astype(np.int64)})
+
+
+def check_classes(classes: set[int], source: str, label: str = "Class") -> None:
+    """Both classes must occur in a labelled table."""
+    if len(classes) < 2:
+        raise DataError(f"{source}: column {label} holds only class {min(classes)}; need both 0 and 1")
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:
@@ -75,7 +87,34 @@ def read_raw(path: str | Path) -> pd.DataFrame:
 
 def read_csv(path: str | Path, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class") -> pd.DataFrame:
     """Load and validate a CSV with the given columns (the fraud schema by default)."""
-    return validate_frame(read_raw(path), str(path), columns, label)
+    frame = validate_frame(read_raw(path), str(path), columns, label)
+    check_classes(set(frame[label].unique().tolist()), str(path), label)
+    return frame
+
+
+def read_csv_chunks(
+    path: str | Path, chunk_rows: int, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class"
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_csv` ``chunk_rows`` rows at a time: validated frames, lazily; errors name the file's row."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    classes: set[int] = set()
+    first_row = 0
+    try:
+        with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows) as reader:
+            for raw in reader:
+                frame = validate_frame(raw, str(path), columns, label, first_row)
+                classes.update(frame[label].unique().tolist())
+                first_row += len(frame)
+                yield frame
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (expected a header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV: {str(err).splitlines()[0]}") from None
+    if first_row == 0:
+        raise DataError(f"{path}: has a header but no rows")
+    check_classes(classes, str(path), label)
 
 
 def read_features(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from fpml.data.io import CREDITCARD_COLUMNS, read_csv
+from fpml.data.io import CREDITCARD_COLUMNS, read_csv, read_csv_chunks
 from fpml.errors import DataError
 from fpml.files import atomic_write
 
@@ -130,3 +131,8 @@ def load_frame(source: Source, label: str = "Class") -> pd.DataFrame:
                 values=frame.to_numpy(np.float64),
             )
     return frame
+
+
+def load_chunks(source: Source, chunk_rows: int, label: str = "Class") -> Iterator[pd.DataFrame]:
+    """The validated table of ``source``, ``chunk_rows`` rows at a time (for data larger than memory)."""
+    return read_csv_chunks(source.path, chunk_rows, CREDITCARD_COLUMNS, label)

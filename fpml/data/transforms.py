@@ -1,5 +1,9 @@
 """Pure dataset transforms: each takes data (and a PRNG key where it is random) and returns new data.
 
+Transforms of a :class:`Dataset` walk it in blocks of rows (:mod:`fpml.data.storage`), so they work the
+same on data in memory and on memory-mapped data larger than memory (the output lives where the input's
+``spill_dir`` says), and give the same bytes either way.
+
 They compose with toolz (curried, data last):
 
 >>> import jax, toolz
@@ -13,7 +17,8 @@ They compose with toolz (curried, data last):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -21,6 +26,7 @@ import numpy as np
 import pandas as pd
 from toolz import curry
 
+from fpml.data import storage
 from fpml.data.dataset import Dataset, dataset
 from fpml.errors import ConfigError, DataError
 
@@ -49,9 +55,40 @@ def to_dataset(label: str, frame: pd.DataFrame, n_classes: int = 2) -> Dataset:
     )
 
 
+def _rebuild(data: Dataset, blocks) -> Dataset:
+    """A dataset like ``data`` (features, storage) made of ``(x, y)`` row blocks."""
+    x, y = storage.collect(blocks, data.spill_dir)
+    return dataset(x, y, data.features, data.spill_dir)
+
+
+def _blocks(data: Dataset):
+    return ((data.x[s], data.y[s]) for s in storage.row_blocks(len(data)))
+
+
+def concatenate(parts: Iterable[Dataset], spill_dir: str | None = None) -> Dataset:
+    """The rows of ``parts`` (same features), in order, in memory or in memory-mapped files in ``spill_dir``.
+
+    With a lazy iterable of parts (e.g. a CSV read in chunks), only one part is in memory at a time.
+    """
+    parts = iter(parts)
+    first = next(parts, None)
+    if first is None:
+        raise DataError("no data: the table has no rows")
+
+    def blocks():
+        for part in itertools.chain([first], parts):
+            if part.features != first.features:
+                raise DataError(f"a chunk has features {part.features}, the first had {first.features}")
+            yield part.x, part.y
+
+    x, y = storage.collect(blocks(), spill_dir)
+    return dataset(x, y, first.features, spill_dir)
+
+
 def take(data: Dataset, rows: np.ndarray) -> Dataset:
     """The given rows of ``data``."""
-    return dataset(data.x[rows], data.y[rows], data.features)
+    rows = np.asarray(rows)
+    return _rebuild(data, ((data.x[rows[s]], data.y[rows[s]]) for s in storage.row_blocks(len(rows))))
 
 
 @curry
@@ -84,15 +121,31 @@ class Standardizer(NamedTuple):
 
 
 def fit_standardizer(data: Dataset) -> Standardizer:
-    """Feature means and standard deviations of ``data`` (a constant feature gets std 1)."""
-    std = data.x.std(axis=0, dtype=np.float64)
-    return Standardizer(data.x.mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
+    """Feature means and standard deviations of ``data`` (a constant feature gets std 1).
+
+    One pass over blocks of rows, merged with Chan et al.'s pairwise update (float64), so memory does
+    not grow with the data.
+    """
+    count, mean, m2 = 0, np.zeros(data.x.shape[1]), np.zeros(data.x.shape[1])
+    for s in storage.row_blocks(len(data)):
+        block = data.x[s].astype(np.float64)
+        n = len(block)
+        if n == 0:
+            continue
+        block_mean = block.mean(axis=0)
+        delta, total = block_mean - mean, count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + ((block - block_mean) ** 2).sum(axis=0) + delta**2 * (count * n / total)
+        count = total
+    std = np.sqrt(m2 / max(count, 1))
+    return Standardizer(mean, np.where(std > 0, std, 1.0))
 
 
 @curry
 def standardize(stats: Standardizer, data: Dataset) -> Dataset:
     """``(x - mean) / std`` with statistics from :func:`fit_standardizer` (fit them on training data)."""
-    return dataset((data.x - stats.mean) / stats.std, data.y, data.features)
+    scaled = (((data.x[s] - stats.mean) / stats.std).astype(np.float32) for s in storage.row_blocks(len(data)))
+    return _rebuild(data, ((x, data.y[s]) for x, s in zip(scaled, storage.row_blocks(len(data)), strict=True)))
 
 
 @curry
@@ -108,6 +161,7 @@ def log1p_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
 
 
 SCALE_RULES = ("euclidean-norm", "feature-count")
+AUGMENT_BLOCK_ROWS = 65_536
 
 
 @curry
@@ -120,6 +174,9 @@ def augment_positives(key: jax.Array, target_share: float, scale: float, scale_r
     Euclidean norm of the variance vector (``scale_rule="euclidean-norm"``, the original code's rule) or
     by the number of features (``"feature-count"``). Pass training data only: the post's code took the
     variances over all frauds, test ones included, a leak fpml does not repeat.
+
+    The noise of new rows ``[b * B, (b + 1) * B)`` (``B`` = :data:`AUGMENT_BLOCK_ROWS`) is drawn with
+    ``fold_in(key, b)``, so new rows are made block by block, in memory or memory-mapped alike.
     """
     if scale_rule not in SCALE_RULES:
         raise ConfigError(f":augment :scale-rule {scale_rule!r} is unknown; allowed: {', '.join(SCALE_RULES)}")
@@ -133,8 +190,14 @@ def augment_positives(key: jax.Array, target_share: float, scale: float, scale_r
     variances = positives.var(axis=0, ddof=1)
     divisor = np.linalg.norm(variances) if scale_rule == "euclidean-norm" else variances.size
     spread = variances * scale / divisor
-    noise = np.asarray(jax.random.uniform(key, (extra, positives.shape[1]), minval=-1.0, maxval=1.0)) * spread
-    new_rows = positives[np.arange(extra) % len(positives)] + noise
-    new_labels = np.zeros((extra, data.y.shape[1]), np.float32)
-    new_labels[:, 1] = 1.0
-    return dataset(np.concatenate([data.x, new_rows]), np.concatenate([data.y, new_labels]), data.features)
+    positive_label = np.zeros(data.y.shape[1], np.float32)
+    positive_label[1] = 1.0
+
+    def new_rows():
+        for b, s in enumerate(storage.row_blocks(extra, AUGMENT_BLOCK_ROWS)):
+            shape = (s.stop - s.start, positives.shape[1])
+            noise = np.asarray(jax.random.uniform(jax.random.fold_in(key, b), shape, minval=-1.0, maxval=1.0))
+            rows = positives[np.arange(s.start, s.stop) % len(positives)] + noise * spread
+            yield rows.astype(np.float32), np.broadcast_to(positive_label, (shape[0], len(positive_label)))
+
+    return _rebuild(data, itertools.chain(_blocks(data), new_rows()))

@@ -184,6 +184,12 @@ def data_case(id: str, text: str | None, *needles: str) -> Case:
     return Case(id, argv, ("{work}/data.csv", *needles), files)
 
 
+def chunked_data_case(id: str, text: str, *needles: str) -> Case:
+    """A data case read 10 rows at a time into memory-mapped files (in the case's own folder)."""
+    argv = ("train", "fraud", "data={work}/data.csv", "data-dir={work}", "chunk-rows=10", "steps-per-call=10")
+    return Case(id, (*argv, *DATA_SMALL, "run-dir={runs}"), ("{work}/data.csv", *needles), {"data.csv": text})
+
+
 def predict_case(id: str, *needles: str, input_csv: str | None = None, out: str = "{work}/out.csv", **kw) -> Case:
     files = {"in.csv": input_csv} if input_csv is not None else {}
     return Case(id, ("predict", "{run}", "{work}/in.csv", "-o", out), needles, files, **kw)
@@ -333,6 +339,14 @@ CASES = [
     override_case("override-unclosed-vector", "epoch-count=[1", "epoch-count", "'[1'", "EDN syntax error", "column"),
     override_case("override-unclosed-map", "epoch-count={:a", "epoch-count", "'{:a'", "EDN syntax error", "column"),
     override_case("override-threshold-2", "threshold=2", ":threshold", "got 2", "(0, 1)", ":tune"),
+    override_case("override-chunk-rows-without-steps-per-call", "chunk-rows=1000", ":chunk-rows", ":steps-per-call"),
+    override_case("override-coordinator-no-port", "coordinator=hostA", ":coordinator", "hostA", '"HOST:PORT" or :auto'),
+    override_case("override-processes-without-coordinator", "num-processes=2", ":num-processes", ":coordinator"),
+    Case(
+        "override-process-id-out-of-range",
+        ("train", "fraud", 'coordinator="127.0.0.1:9"', "num-processes=2", "process-id=2", "run-dir={runs}"),
+        (":process-id 2", "0..1"),
+    ),
     override_case(
         "override-stream-typo",
         "stream=:balanced",
@@ -371,6 +385,14 @@ CASES = [
     data_case("data-inf", fraud_csv(cells={(12, "Amount"): "inf"}), "column Amount", "data row 12", "'inf'"),
     data_case("data-label-2", fraud_csv(cells={(9, "Class"): "2"}), "column Class", "data row 9", "'2'", "0 or 1"),
     data_case("data-single-class", fraud_csv(label="0"), "column Class", "only class 0", "both 0 and 1"),
+    chunked_data_case(
+        "data-chunked-bad-cell-in-third-chunk",
+        fraud_csv(cells={(27, "V3"): "abc"}),
+        "column V3",
+        "data row 27",
+        "'abc'",
+    ),
+    chunked_data_case("data-chunked-single-class", fraud_csv(label="0"), "column Class", "only class 0"),
     Case(
         "data-kaggle-wrong-sha256",
         ("train", "fraud", "data=:kaggle", "data-dir={data_dir}", *DATA_SMALL, "run-dir={runs}"),
