@@ -25,7 +25,7 @@ from fpml import checkpoint, config, distributed, edn, losses, metrics, network,
 from fpml.data import io, kaggle, storage, stream, synthetic, transforms
 from fpml.data.dataset import Dataset
 from fpml.errors import CheckpointError, ConfigError
-from fpml.files import write_text
+from fpml.files import atomic_write, write_text
 
 INIT_KEY, TRAIN_KEY, AUGMENT_KEY = 2, 3, 4
 VALIDATION_SPLIT = 1
@@ -326,17 +326,23 @@ def evaluate(run_dir: str | Path, data_path: str | None = None) -> tuple[metrics
     return metrics.report(labels, probs, threshold, model.config["beta"]), what
 
 
-def predict(run_dir: str | Path, input_csv: str | Path, output_csv: str | Path) -> Path:
-    """Write P(class) per row and the label at the run's threshold for every row of ``input_csv``."""
+def predict(run_dir: str | Path, input_csv: str | Path, output_csv: str | Path, *, chunk_rows: int = 100_000) -> Path:
+    """Write P(class) per row and the label at the run's threshold for every row of ``input_csv``.
+
+    The file is read, scored and written ``chunk_rows`` rows at a time (each chunk padded to the same
+    shape: one compilation), so it may be larger than memory; the output appears atomically at the end.
+    """
     model = load_model(run_dir)
     info = model.inference
     needed = list(dict.fromkeys([*info["features"], *info["log1p-columns"]]))
-    frame = io.read_features(input_csv, needed)
-    probs = np.asarray(jax.jit(model.network.apply)(model.params, _rows(model, frame)))
-    label = info["label"]
-    out = pd.DataFrame({f"P({label}={k})": probs[:, k] for k in range(probs.shape[1])})
-    out[label] = metrics.label(probs[:, -1], info["threshold"])
-    write_text(output_csv, out.to_csv(index=False))
+    apply, label = jax.jit(model.network.apply), info["label"]
+    with atomic_write(output_csv, "w") as handle:
+        for i, frame in enumerate(io.read_feature_chunks(input_csv, needed, chunk_rows)):
+            x = _rows(model, frame)
+            probs = np.asarray(apply(model.params, np.pad(x, ((0, chunk_rows - len(x)), (0, 0)))))[: len(x)]
+            out = pd.DataFrame({f"P({label}={k})": probs[:, k] for k in range(probs.shape[1])})
+            out[label] = metrics.label(probs[:, -1], info["threshold"])
+            out.to_csv(handle, index=False, header=i == 0)
     return Path(output_csv)
 
 

@@ -92,35 +92,46 @@ def read_csv(path: str | Path, columns: Sequence[str] = CREDITCARD_COLUMNS, labe
     return frame
 
 
-def read_csv_chunks(
-    path: str | Path, chunk_rows: int, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class"
-) -> Iterator[pd.DataFrame]:
-    """:func:`read_csv` ``chunk_rows`` rows at a time: validated frames, lazily; errors name the file's row."""
+def _raw_chunks(path: str | Path, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(first data row, chunk as strings)`` of a CSV, lazily, with the errors of :func:`read_raw`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    classes: set[int] = set()
     first_row = 0
     try:
         with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows) as reader:
             for raw in reader:
-                frame = validate_frame(raw, str(path), columns, label, first_row)
-                classes.update(frame[label].unique().tolist())
-                first_row += len(frame)
-                yield frame
+                yield first_row, raw
+                first_row += len(raw)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV: {str(err).splitlines()[0]}") from None
     if first_row == 0:
         raise DataError(f"{path}: has a header but no rows")
+
+
+def read_csv_chunks(
+    path: str | Path, chunk_rows: int, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class"
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_csv` ``chunk_rows`` rows at a time: validated frames, lazily; errors name the file's row."""
+    classes: set[int] = set()
+    for first_row, raw in _raw_chunks(path, chunk_rows):
+        frame = validate_frame(raw, str(path), columns, label, first_row)
+        classes.update(frame[label].unique().tolist())
+        yield frame
     check_classes(classes, str(path), label)
 
 
-def read_features(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """The named columns of a CSV as float64, for prediction: other columns (a label, an id) may be present."""
-    frame = read_raw(path)
+def read_feature_chunks(path: str | Path, columns: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The named columns of a CSV as float64, ``chunk_rows`` rows at a time, lazily (files larger than memory);
+    for prediction: other columns (a label, an id) may be present."""
+    for first_row, raw in _raw_chunks(path, chunk_rows):
+        yield numeric(_has_columns(raw, path, columns), columns, str(path), first_row)
+
+
+def _has_columns(frame: pd.DataFrame, path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the network needs {', '.join(columns)}")
-    return numeric(frame, columns, str(path))
+    return frame

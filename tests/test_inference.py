@@ -1,0 +1,82 @@
+"""Using a finished run: ``evaluate`` reproduces the run's own test report, ``predict`` scores a CSV chunk by
+chunk with the numbers of the network applied to the whole file (to float rounding)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fpml import config, metrics
+from fpml.data import synthetic
+from pipelines import fraud
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = [
+    "data=:synthetic",
+    "synthetic={:rows 6000 :frauds 60 :seed 2}",
+    "test-size=1500",
+    "epoch-count=2",
+    "epoch-size=2000",
+    "batch-size=50",
+    'log1p-columns=["Amount"]',
+    "standardize=true",
+    "augment=nil",
+    "threshold=0.5",
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return fraud.run(config.load("fraud", [*SMALL, f"run-dir={runs}"]), "small", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def new_rows(tmp_path_factory):
+    path = tmp_path_factory.mktemp("csv") / "new.csv"
+    synthetic.generate(seed=9, rows=1_003, frauds=20).to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_reproduces_the_runs_test_report(finished):
+    report, what = fraud.evaluate(finished.run_dir)
+    assert "the run's test set" in what
+    assert report.as_dict() == finished.test_report.as_dict()
+
+
+def test_predict_in_chunks_matches_the_network_on_the_whole_file(finished, new_rows, tmp_path):
+    whole = fraud.predict(finished.run_dir, new_rows, tmp_path / "whole.csv", chunk_rows=5_000)
+    chunked = fraud.predict(finished.run_dir, new_rows, tmp_path / "chunked.csv", chunk_rows=100)
+    out = pd.read_csv(chunked)
+    # the same rows, to float rounding (XLA's kernels for another batch shape may round differently)
+    np.testing.assert_allclose(out.to_numpy(), pd.read_csv(whole).to_numpy(), rtol=1e-6, atol=1e-9)
+    model = fraud.load_model(finished.run_dir)
+    expected = np.asarray(model.network.apply(model.params, fraud._rows(model, pd.read_csv(new_rows))))
+    assert list(out.columns) == ["P(Class=0)", "P(Class=1)", "Class"] and len(out) == 1_003
+    np.testing.assert_allclose(out[["P(Class=0)", "P(Class=1)"]].to_numpy(), expected, rtol=1e-5, atol=1e-7)
+    threshold = model.inference["threshold"]
+    assert out["Class"].tolist() == metrics.label(out["P(Class=1)"].to_numpy(), threshold).tolist()
+
+
+def test_evaluate_on_a_csv_scores_every_row(finished, new_rows):
+    report, what = fraud.evaluate(finished.run_dir, str(new_rows))
+    assert str(new_rows) in what
+    assert report.confusion.sum() == 1_003 and report.confusion[1].sum() == 20
+
+
+def test_predict_from_the_command_line(finished, new_rows, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "fpml", "predict", str(finished.run_dir), str(new_rows), "-o", str(tmp_path / "p.csv")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / "p.csv")
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 1_003
