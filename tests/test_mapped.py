@@ -68,6 +68,13 @@ def test_collect_zero_rows_and_mismatched_blocks(tmp_path):
         storage.collect([], None)
 
 
+def test_an_unwritable_spill_folder_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match=r"cannot keep the data in memory-mapped files in .*file.*:data-dir"):
+        storage.collect([(np.zeros((2, 3), np.float32),)], blocker / "spill")
+
+
 def test_row_blocks_cover_the_rows():
     assert [(s.start, s.stop) for s in storage.row_blocks(10, 4)] == [(0, 4), (4, 8), (8, 10)]
     assert [(s.start, s.stop) for s in storage.row_blocks(0, 4)] == [(0, 0)]

@@ -51,11 +51,11 @@ SMALL = [
 ]
 
 
-def _train_two(tmp_path, args, envs):
+def _train_two(runs, args, envs):
     """Start ``fpml train fraud`` twice (per-process extra args and environment); check they train as one."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "fpml", "train", "fraud", *SMALL, f"run-dir={tmp_path}", *extra, "--quiet"],
+            [sys.executable, "-m", "fpml", "train", "fraud", *SMALL, f"run-dir={runs}", *extra, "--quiet"],
             cwd=ROOT,
             env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env},
             stdout=subprocess.PIPE,
@@ -66,7 +66,7 @@ def _train_two(tmp_path, args, envs):
     ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
-    (run,) = tmp_path.iterdir()  # one run folder, written by process 0 only
+    (run,) = runs.iterdir()  # one run folder, written by process 0 only
     # gloo (C++) announces its connections on stdout; fpml's own output is the last line
     last_lines = [out.strip().splitlines()[-1] if out.strip() else "" for out, _ in outputs]
     assert last_lines[0] == str(run / "best.npz") and "best.npz" not in outputs[1][0]
@@ -81,10 +81,11 @@ def test_two_processes_from_the_command_line(tmp_path):
     _train_two(tmp_path, [[*flags, "0"], [*flags, "1"]], [{}, {}])
 
 
-def test_two_processes_from_config_keys(tmp_path):
-    keys = [f'coordinator="127.0.0.1:{free_port()}"', "num-processes=2"]
-    run = _train_two(tmp_path, [[*keys, "process-id=0"], [*keys, "process-id=1"]], [{}, {}])
+def test_two_processes_from_config_keys_reading_in_chunks(tmp_path):
+    keys = [f'coordinator="127.0.0.1:{free_port()}"', "num-processes=2", "chunk-rows=1000", f"data-dir={tmp_path}"]
+    run = _train_two(tmp_path / "runs", [[*keys, "process-id=0"], [*keys, "process-id=1"]], [{}, {}])
     assert ":num-processes 2" in (run / "config.edn").read_text()
+    assert "read 1000 rows at a time into memory-mapped files" in (run / "data.txt").read_text()
 
 
 def _slurm_job_id() -> int:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fpml.errors import DataError
+
 #: Rows per block when a transform walks a dataset: bounds the memory a transform needs beyond its output.
 BLOCK_ROWS = 65_536
 
@@ -51,6 +53,11 @@ def collect(blocks: Iterable[tuple[np.ndarray, ...]], directory: str | Path | No
         if files is None:
             raise ValueError("collect needs at least one block (it may have zero rows)")
         return tuple(_map(handle, dtype, (rows, *shape)) for handle, (dtype, shape) in zip(files, layout, strict=True))
+    except OSError as err:  # not writable, disk full, ...
+        raise DataError(
+            f"cannot keep the data in memory-mapped files in {directory} ({err.strerror or err}); "
+            f"point :data-dir at a folder with room for it"
+        ) from None
     finally:
         for handle in files or ():
             handle.close()  # a mapping keeps its own reference to the file
