@@ -82,7 +82,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
         "augment=nil",
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fpml", "train", "fraud", *small, "epoch-count=400", "--plain"],
+        [sys.executable, "-m", "fpml", "train", "fraud", *small, "epoch-count=100000", "--plain"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
