@@ -51,8 +51,10 @@ def write_text(path: str | Path, text: str) -> Path:
 def uninterrupted() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block is done, so a group of writes lands together or not at all.
 
-    A SIGINT that arrives meanwhile raises ``KeyboardInterrupt`` when the block ends. Python handles
-    signals in the main thread only; elsewhere this does nothing.
+    A SIGINT that arrives meanwhile is delivered as it would have been when the block ends: Python's
+    default handler raises ``KeyboardInterrupt``; an ignored SIGINT (a process started in the background
+    by a shell, or under ``nohup``) stays ignored. Python handles signals in the main thread only;
+    elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -63,5 +65,7 @@ def uninterrupted() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if held:
-        raise KeyboardInterrupt
+    if held and callable(previous):
+        previous(signal.SIGINT, None)
+    elif held and previous == signal.SIG_DFL:
+        signal.raise_signal(signal.SIGINT)

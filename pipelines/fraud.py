@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -310,8 +310,23 @@ def _rows(model: Model, frame) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def evaluate(run_dir: str | Path, data_path: str | None = None) -> tuple[metrics.Report, str]:
-    """Test-set metrics of a run's best network at its threshold: on the run's own test split, or on a CSV."""
+#: Rows read, scored and written at a time by :func:`evaluate` on a CSV and :func:`predict`.
+SCORING_CHUNK_ROWS = 100_000
+
+
+def _scored(model: Model, frames: Iterable[pd.DataFrame], chunk_rows: int) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """``(chunk, P(class) per row)`` for each chunk; chunks are padded to ``chunk_rows`` rows (one compilation)."""
+    apply = jax.jit(model.network.apply)
+    for frame in frames:
+        x = _rows(model, frame)
+        yield frame, np.asarray(apply(model.params, np.pad(x, ((0, chunk_rows - len(x)), (0, 0)))))[: len(x)]
+
+
+def evaluate(
+    run_dir: str | Path, data_path: str | None = None, *, chunk_rows: int = SCORING_CHUNK_ROWS
+) -> tuple[metrics.Report, str]:
+    """Test-set metrics of a run's best network at its threshold: on the run's own test split, or on a CSV
+    (read ``chunk_rows`` rows at a time)."""
     model = load_model(run_dir)
     threshold = model.inference["threshold"]
     if data_path is None:
@@ -319,27 +334,29 @@ def evaluate(run_dir: str | Path, data_path: str | None = None) -> tuple[metrics
         probs = train.probabilities(model.network, data.test)(model.params)
         labels, what = data.test.labels, f"the run's test set ({data.source})"
     else:
-        source = kaggle.obtain(data_path)
-        frame = kaggle.load_frame(source, model.inference["label"])
-        probs = np.asarray(jax.jit(model.network.apply)(model.params, _rows(model, frame)))[:, -1]
-        labels, what = frame[model.inference["label"]].to_numpy(), source.description
+        source, label = kaggle.obtain(data_path), model.inference["label"]
+        chunks = _scored(model, kaggle.load_chunks(source, chunk_rows, label), chunk_rows)
+        pairs = [(frame[label].to_numpy(), scores[:, -1]) for frame, scores in chunks]
+        labels, probs = (np.concatenate(column) for column in zip(*pairs, strict=True))
+        what = source.description
     return metrics.report(labels, probs, threshold, model.config["beta"]), what
 
 
-def predict(run_dir: str | Path, input_csv: str | Path, output_csv: str | Path, *, chunk_rows: int = 100_000) -> Path:
+def predict(
+    run_dir: str | Path, input_csv: str | Path, output_csv: str | Path, *, chunk_rows: int = SCORING_CHUNK_ROWS
+) -> Path:
     """Write P(class) per row and the label at the run's threshold for every row of ``input_csv``.
 
-    The file is read, scored and written ``chunk_rows`` rows at a time (each chunk padded to the same
-    shape: one compilation), so it may be larger than memory; the output appears atomically at the end.
+    The file is read, scored and written ``chunk_rows`` rows at a time, so it may be larger than memory;
+    the output appears atomically at the end.
     """
     model = load_model(run_dir)
     info = model.inference
     needed = list(dict.fromkeys([*info["features"], *info["log1p-columns"]]))
-    apply, label = jax.jit(model.network.apply), info["label"]
+    label = info["label"]
     with atomic_write(output_csv, "w") as handle:
-        for i, frame in enumerate(io.read_feature_chunks(input_csv, needed, chunk_rows)):
-            x = _rows(model, frame)
-            probs = np.asarray(apply(model.params, np.pad(x, ((0, chunk_rows - len(x)), (0, 0)))))[: len(x)]
+        frames = io.read_feature_chunks(input_csv, needed, chunk_rows)
+        for i, (_, probs) in enumerate(_scored(model, frames, chunk_rows)):
             out = pd.DataFrame({f"P({label}={k})": probs[:, k] for k in range(probs.shape[1])})
             out[label] = metrics.label(probs[:, -1], info["threshold"])
             out.to_csv(handle, index=False, header=i == 0)

@@ -63,10 +63,13 @@ def test_predict_in_chunks_matches_the_network_on_the_whole_file(finished, new_r
     assert out["Class"].tolist() == metrics.label(out["P(Class=1)"].to_numpy(), threshold).tolist()
 
 
-def test_evaluate_on_a_csv_scores_every_row(finished, new_rows):
-    report, what = fraud.evaluate(finished.run_dir, str(new_rows))
+def test_evaluate_on_a_csv_scores_every_row_in_chunks(finished, new_rows):
+    report, what = fraud.evaluate(finished.run_dir, str(new_rows), chunk_rows=64)
     assert str(new_rows) in what
     assert report.confusion.sum() == 1_003 and report.confusion[1].sum() == 20
+    whole, _ = fraud.evaluate(finished.run_dir, str(new_rows), chunk_rows=5_000)
+    assert whole.confusion.tolist() == report.confusion.tolist()
+    assert whole.auprc == pytest.approx(report.auprc, abs=1e-6)
 
 
 def test_predict_from_the_command_line(finished, new_rows, tmp_path):

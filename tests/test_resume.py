@@ -13,6 +13,7 @@ import pytest
 
 from fpml import checkpoint, edn, losses, network, optim, train
 from fpml.data import stream
+from fpml.files import uninterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = edn.loads("""[{:type :input :size 29} {:type :linear->relu :size 8} {:type :dropout :keep 0.8}
@@ -81,8 +82,11 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
         "threshold=0.5",
         "augment=nil",
     ]
+    # as from a terminal: SIGINT not ignored, even where this test runs as a shell's background job
+    terminal = "import signal, runpy, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    terminal += "sys.argv[0] = 'fpml'; runpy.run_module('fpml', run_name='__main__')"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fpml", "train", "fraud", *small, "epoch-count=100000", "--plain"],
+        [sys.executable, "-c", terminal, "train", "fraud", *small, "epoch-count=100000", "--plain"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -95,7 +99,10 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 130, err
     (run,) = tmp_path.iterdir()
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
@@ -117,3 +124,22 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     assert {"training.png", "precision-recall.png", "confusion.png", "inference.json"} <= {
         p.name for p in run.iterdir()
     }
+
+
+def _interrupt_inside(handler) -> bool:
+    """Whether SIGINT raised inside ``uninterrupted()`` (with ``handler`` installed) ends in KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        with uninterrupted():
+            signal.raise_signal(signal.SIGINT)
+            held_until_the_end = True
+        return False
+    except KeyboardInterrupt:
+        return held_until_the_end
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_uninterrupted_delivers_a_held_ctrl_c_as_it_would_have_been():
+    assert _interrupt_inside(signal.default_int_handler) is True
+    assert _interrupt_inside(signal.SIG_IGN) is False  # a background job's ignored SIGINT stays ignored
