@@ -214,7 +214,7 @@ SETTINGS: Mapping[str, Setting] = {
         lambda v: (
             None
             if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-            else ("must be nil or an integer >= 0")
+            else "must be nil or an integer >= 0"
         ),
         None,
         'this process\'s index 0..N-1, with a "HOST:PORT" :coordinator (usually given on the command line)',
@@ -280,7 +280,7 @@ def _check_processes(cfg: PMap, source: str) -> None:
             what = (
                 "with :coordinator :auto they come from the cluster's environment"
                 if cfg["coordinator"]
-                else ('they need a :coordinator "HOST:PORT"')
+                else 'they need a :coordinator "HOST:PORT"'
             )
             raise ConfigError(f"{source}: :{given[0]} is set but {what}")
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -72,17 +73,23 @@ def check_classes(classes: set[int], source: str, label: str = "Class") -> None:
         raise DataError(f"{source}: column {label} holds only class {min(classes)}; need both 0 and 1")
 
 
-def read_raw(path: str | Path) -> pd.DataFrame:
-    """A CSV as strings, with clear errors for a missing, empty or unparsable file."""
-    path = Path(path)
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Clear errors for a missing, empty or unparsable CSV."""
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        yield
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV: {str(err).splitlines()[0]}") from None
+
+
+def read_raw(path: str | Path) -> pd.DataFrame:
+    """A CSV as strings, with clear errors for a missing, empty or unparsable file."""
+    with _reading(Path(path)):
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def read_csv(path: str | Path, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class") -> pd.DataFrame:
@@ -94,19 +101,11 @@ def read_csv(path: str | Path, columns: Sequence[str] = CREDITCARD_COLUMNS, labe
 
 def _raw_chunks(path: str | Path, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
     """``(first data row, chunk as strings)`` of a CSV, lazily, with the errors of :func:`read_raw`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
     first_row = 0
-    try:
-        with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows) as reader:
-            for raw in reader:
-                yield first_row, raw
-                first_row += len(raw)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty (expected a header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a readable CSV: {str(err).splitlines()[0]}") from None
+    with _reading(Path(path)), pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows) as reader:
+        for raw in reader:
+            yield first_row, raw
+            first_row += len(raw)
     if first_row == 0:
         raise DataError(f"{path}: has a header but no rows")
 
