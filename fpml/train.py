@@ -267,6 +267,12 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     return jax.device_put(tree) if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+def apply_padded(apply: Callable[[Params, Any], jax.Array], params: Params, x: np.ndarray, rows: int) -> np.ndarray:
+    """``apply(params, x)`` on ``x`` padded with zero rows to ``rows`` rows, then cut back: every block of data
+    scored this way has one shape, so a jitted ``apply`` compiles once."""
+    return np.asarray(apply(params, np.pad(x, ((0, rows - len(x)), (0, 0)))))[: len(x)]
+
+
 def probabilities(network: Network, data: Dataset) -> Callable[[Params], np.ndarray]:
     """``params -> P(positive class)`` for every row of ``data`` (the last output column).
 
@@ -280,12 +286,8 @@ def probabilities(network: Network, data: Dataset) -> Callable[[Params], np.ndar
     rows = min(storage.BLOCK_ROWS, len(data))
 
     def blockwise(params: Params) -> np.ndarray:
-        parts = []
-        for s in storage.row_blocks(len(data), rows):
-            block = data.x[s]
-            padded = np.pad(block, ((0, rows - len(block)), (0, 0)))
-            parts.append(np.asarray(predict(params, padded))[: len(block), -1])
-        return np.concatenate(parts)
+        blocks = storage.row_blocks(len(data), rows)
+        return np.concatenate([apply_padded(predict, params, data.x[s], rows)[:, -1] for s in blocks])
 
     return blockwise
 

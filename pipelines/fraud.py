@@ -318,8 +318,7 @@ def _scored(model: Model, frames: Iterable[pd.DataFrame], chunk_rows: int) -> It
     """``(chunk, P(class) per row)`` for each chunk; chunks are padded to ``chunk_rows`` rows (one compilation)."""
     apply = jax.jit(model.network.apply)
     for frame in frames:
-        x = _rows(model, frame)
-        yield frame, np.asarray(apply(model.params, np.pad(x, ((0, chunk_rows - len(x)), (0, 0)))))[: len(x)]
+        yield frame, train.apply_padded(apply, model.params, _rows(model, frame), chunk_rows)
 
 
 def evaluate(
