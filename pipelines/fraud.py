@@ -304,10 +304,10 @@ def _rows(model: Model, frame) -> np.ndarray:
     """Feature matrix of new rows, preprocessed as in training."""
     info = model.inference
     frame = transforms.log1p_columns(info["log1p-columns"], frame)
-    x = frame[info["features"]].to_numpy(np.float64)
-    if info["mean"] is not None:
-        x = (x - np.asarray(info["mean"])) / np.asarray(info["std"])
-    return x.astype(np.float32)
+    x = frame[info["features"]].to_numpy(np.float32)  # as training's to_dataset does, before standardizing
+    if info["mean"] is None:
+        return x
+    return transforms.standardized(transforms.Standardizer(np.asarray(info["mean"]), np.asarray(info["std"])), x)
 
 
 #: Rows read, scored and written at a time by :func:`evaluate` on a CSV and :func:`predict`.

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from fpml import config, metrics
-from fpml.data import synthetic
+from fpml.data import synthetic, transforms
 from pipelines import fraud
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +61,14 @@ def test_predict_in_chunks_matches_the_network_on_the_whole_file(finished, new_r
     np.testing.assert_allclose(out[["P(Class=0)", "P(Class=1)"]].to_numpy(), expected, rtol=1e-5, atol=1e-7)
     threshold = model.inference["threshold"]
     assert out["Class"].tolist() == metrics.label(out["P(Class=1)"].to_numpy(), threshold).tolist()
+
+
+def test_new_rows_get_exactly_the_training_preprocessing(finished, new_rows):
+    """The bytes the network sees for a CSV row at inference equal the bytes training gave it."""
+    cfg = config.load(str(finished.run_dir / "config.edn"))
+    trained = transforms.standardize(finished.data.standardizer, fraud.features(cfg, pd.read_csv(new_rows)))
+    model = fraud.load_model(finished.run_dir)
+    assert fraud._rows(model, pd.read_csv(new_rows)).tobytes() == np.asarray(trained.x).tobytes()
 
 
 def test_evaluate_on_a_csv_scores_every_row_in_chunks(finished, new_rows):

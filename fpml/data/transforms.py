@@ -144,8 +144,13 @@ def fit_standardizer(data: Dataset) -> Standardizer:
 @curry
 def standardize(stats: Standardizer, data: Dataset) -> Dataset:
     """``(x - mean) / std`` with statistics from :func:`fit_standardizer` (fit them on training data)."""
-    scaled = (((data.x[s] - stats.mean) / stats.std).astype(np.float32) for s in storage.row_blocks(len(data)))
-    return _rebuild(data, ((x, data.y[s]) for x, s in zip(scaled, storage.row_blocks(len(data)), strict=True)))
+    blocks = storage.row_blocks(len(data))
+    return _rebuild(data, ((standardized(stats, data.x[s]), data.y[s]) for s in blocks))
+
+
+def standardized(stats: Standardizer, x: np.ndarray) -> np.ndarray:
+    """Float32 features ``x`` standardized as :func:`standardize` does (inference uses it on new rows)."""
+    return ((np.asarray(x, np.float32) - stats.mean) / stats.std).astype(np.float32)
 
 
 @curry
