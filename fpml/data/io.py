@@ -19,21 +19,24 @@ def _where(source: str, column: str, row: int) -> str:
     return f"{source}: column {column}, data row {row + 1} (line {row + 2} of the file)"
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+TOO_LARGE = f"is too large: features are float32, at most {FLOAT32_MAX:.4g} in magnitude"
+
+
 def numeric(frame: pd.DataFrame, columns: Sequence[str], source: str, first_row: int = 0) -> pd.DataFrame:
-    """The named columns as float64; the first cell that is not a finite number is an error naming it.
+    """The named columns as float64; the first cell that is not a finite number, or is too large for the
+    float32 that training uses, is an error naming it.
 
     ``first_row`` is the data row the frame starts at in its file (for a chunk of a larger file).
     """
     if frame.empty:
         raise DataError(f"{source}: has a header but no rows")
     for column in columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{_where(source, column, first_row + row)}: value {frame[column].iloc[row]!r} is not a finite number"
-            )
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        for bad, what in ((~np.isfinite(values), "is not a finite number"), (np.abs(values) > FLOAT32_MAX, TOO_LARGE)):
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise DataError(f"{_where(source, column, first_row + row)}: value {frame[column].iloc[row]!r} {what}")
     return frame[list(columns)].astype(float)
 
 
