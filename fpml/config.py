@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -263,6 +265,7 @@ def validate(raw: Any, source: str = "config") -> PMap:
             f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
             f"{cfg['batch-size']} (try {cfg['epoch-size'] // cfg['batch-size'] * cfg['batch-size']})"
         )
+    _check_stream(cfg, net.output_size, source)
     if cfg["chunk-rows"] is not None and cfg["steps-per-call"] is None:
         raise ConfigError(
             f"{source}: :chunk-rows keeps the data in memory-mapped files on the host; "
@@ -270,6 +273,31 @@ def validate(raw: Any, source: str = "config") -> PMap:
         )
     _check_processes(cfg, source)
     return cfg.set("network", net.description)
+
+
+#: Stream positions are int32 on the device: an epoch draws rows at positions ``epoch * per_class + i``.
+STREAM_POSITIONS = 2**31
+
+
+def _check_stream(cfg: PMap, n_classes: int, source: str) -> None:
+    """A class-balanced epoch holds every class equally often; all epochs' positions must fit in int32."""
+    classes = n_classes if cfg["stream"] == "class-balanced" else 1
+    if cfg["epoch-size"] % classes:
+        raise ConfigError(
+            f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of the {classes} classes that "
+            f":stream :class-balanced interleaves (try {_multiple(cfg['epoch-size'], math.lcm(classes, cfg['batch-size']))})"
+        )
+    if cfg["epoch-count"] * (cfg["epoch-size"] // classes) >= STREAM_POSITIONS:
+        raise ConfigError(
+            f"{source}: :epoch-count {cfg['epoch-count']} x :epoch-size {cfg['epoch-size']} draws "
+            f"{cfg['epoch-count'] * (cfg['epoch-size'] // classes):,} rows per stream, more than the 2^31 "
+            "positions its int32 counters address; use fewer or smaller epochs"
+        )
+
+
+def _multiple(value: int, step: int) -> int:
+    """The multiple of ``step`` nearest ``value`` from below (``step`` itself when ``value`` is smaller)."""
+    return max(step, value // step * step)
 
 
 def _check_processes(cfg: PMap, source: str) -> None:

@@ -134,3 +134,9 @@ def test_epoch_size_must_be_a_multiple_of_batch_size():
             epoch_size=1_001,
             batch_size=50,
         )
+
+
+def test_an_epoch_that_cannot_hold_every_class_equally_is_a_config_error():
+    s = stream.class_balanced(np.array([0, 1, 0, 0]))
+    with pytest.raises(ConfigError, match="epoch of 7 rows .* multiple of the 2 classes"):
+        stream.epoch_indices(s, jax.random.key(0), 0, 7)

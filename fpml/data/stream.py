@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fpml.errors import ConfigError
 from fpml.hashing import mix32
 
 
@@ -86,7 +87,10 @@ def epoch_indices(stream: Stream, key: jax.Array, epoch: jax.Array | int, epoch_
     """Row indices of epoch ``epoch``: ``epoch_size`` of them, classes interleaved. Pure and jit-friendly."""
     n_classes = len(stream.classes)
     if epoch_size % n_classes:
-        raise ValueError(f"epoch size {epoch_size} is not a multiple of the {n_classes} classes")
+        raise ConfigError(  # a config error: a run's epoch (or one process's share of it) is the wrong size
+            f"an epoch of {epoch_size} rows (per process, in a multi-process run) is not a multiple of the "
+            f"{n_classes} classes the stream interleaves"
+        )
     per_class = epoch_size // n_classes
     start = jnp.asarray(epoch, jnp.int32) * per_class
     parts = [_cycle(jax.random.fold_in(key, c), rows, start, per_class) for c, rows in enumerate(stream.classes)]

@@ -317,6 +317,22 @@ CASES = [
         ":batch-size 50",
         "try 1000",
     ),
+    config_case(
+        "epoch-size-odd-for-two-classes",
+        edn_config(epoch_size="75", batch_size="25"),
+        ":epoch-size 75",
+        "2 classes",
+        ":stream :class-balanced",
+        "try 50",
+    ),
+    config_case(
+        "epochs-beyond-int32-positions",
+        edn_config(epoch_count="30000", epoch_size="200000", batch_size="100"),
+        ":epoch-count 30000",
+        ":epoch-size 200000",
+        "3,000,000,000 rows per stream",
+        "2^31",
+    ),
     Case("config-name-typo", ("train", "fruad"), ("'fruad'", "did you mean 'fraud'", KNOWN_CONFIGS)),
     config_case("config-not-a-map", "[{:type :input :size 29}]\n", "must be an EDN map", "got [{:type :input"),
     config_case(
