@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import math
-
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -283,9 +282,10 @@ def _check_stream(cfg: PMap, n_classes: int, source: str) -> None:
     """A class-balanced epoch holds every class equally often; all epochs' positions must fit in int32."""
     classes = n_classes if cfg["stream"] == "class-balanced" else 1
     if cfg["epoch-size"] % classes:
+        fits = _multiple(cfg["epoch-size"], math.lcm(classes, cfg["batch-size"]))
         raise ConfigError(
             f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of the {classes} classes that "
-            f":stream :class-balanced interleaves (try {_multiple(cfg['epoch-size'], math.lcm(classes, cfg['batch-size']))})"
+            f":stream :class-balanced interleaves (try {fits})"
         )
     if cfg["epoch-count"] * (cfg["epoch-size"] // classes) >= STREAM_POSITIONS:
         raise ConfigError(
