@@ -111,8 +111,8 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(description, params, leaves or None, int(data["epoch"]), json.loads(str(data["metrics"])), config)
 
 
-def check_params(ckpt: Checkpoint, net: network.Network, source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` unless ``ckpt.params`` has exactly the shapes ``net`` expects."""
+def check_params(ckpt: Checkpoint, net: network.Network, source: str = "checkpoint") -> Checkpoint:
+    """``ckpt``, or :class:`CheckpointError` unless ``ckpt.params`` has exactly the shapes ``net`` expects."""
     expected = jax.eval_shape(net.init, jax.random.key(0))
     want = {(lid, n): tuple(v.shape) for lid, p in expected.items() for n, v in p.items()}
     have = {(lid, n): tuple(v.shape) for lid, p in ckpt.params.items() for n, v in p.items()}
@@ -121,6 +121,7 @@ def check_params(ckpt: Checkpoint, net: network.Network, source: str = "checkpoi
             raise CheckpointError(
                 f"{source}: parameter {key[0]}/{key[1]} has shape {have.get(key)} but the network needs {want.get(key)}"
             )
+    return ckpt
 
 
 def restore_opt_state(leaves: Sequence[np.ndarray], template: Any) -> Any:

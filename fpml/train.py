@@ -413,11 +413,13 @@ def _save_epoch(
             config=config,
         )
 
-    with uninterrupted():  # the epoch's files land together: best, last and log always agree
+    # Ctrl-C waits until the epoch's files have all landed. A harder stop (kill, power) between two writes
+    # leaves a folder resume_from still reads: the log first, then last.npz, then best.npz.
+    with uninterrupted():
+        write_text(run_dir / "log.jsonl", "".join(r.as_json() + "\n" for r in history))
+        save("last.npz", state)
         if best_state is not None:
             save("best.npz", best_state)
-        save("last.npz", state)
-        write_text(run_dir / "log.jsonl", "".join(r.as_json() + "\n" for r in history))
 
 
 def read_log(path: str | Path) -> tuple[EpochRecord, ...]:
@@ -433,13 +435,22 @@ def read_log(path: str | Path) -> tuple[EpochRecord, ...]:
 def resume_from(run_dir: str | Path, network: Network, optimizer: optax.GradientTransformation) -> TrainResult:
     """The state of an interrupted run, read from its folder, to pass to :func:`train_n` as ``previous``."""
     run_dir = Path(run_dir)
-    last, best = checkpoint.load(run_dir / "last.npz"), checkpoint.load(run_dir / "best.npz")
-    for ckpt, name in ((last, "last.npz"), (best, "best.npz")):
-        checkpoint.check_params(ckpt, network, str(run_dir / name))
+    last = checkpoint.check_params(checkpoint.load(run_dir / "last.npz"), network, str(run_dir / "last.npz"))
     history = tuple(r for r in read_log(run_dir / "log.jsonl") if r.epoch <= last.epoch)
     if len(history) != last.epoch + 1:
         raise CheckpointError(f"{run_dir}: log.jsonl holds {len(history)} epochs, last.npz is epoch {last.epoch}")
-    best_record = next(r for r in reversed(history) if r.epoch == best.epoch)
+    best_record = next((r for r in reversed(history) if r.best), None)
+    if best_record is None:
+        raise CheckpointError(f"{run_dir}: log.jsonl marks no epoch as the best")
+    if best_record.epoch == last.epoch:  # the best is the last epoch (its best.npz may not have landed)
+        best_params = last.params
+    else:
+        best = checkpoint.check_params(checkpoint.load(run_dir / "best.npz"), network, str(run_dir / "best.npz"))
+        if best.epoch != best_record.epoch:
+            raise CheckpointError(
+                f"{run_dir}: best.npz is epoch {best.epoch}, but log.jsonl's best epoch is {best_record.epoch}"
+            )
+        best_params = best.params
     template = optimizer.init(jax.tree.map(jnp.asarray, last.params))
     state = TrainState(jax.tree.map(jnp.asarray, last.params), checkpoint.restore_opt_state(last.opt_state, template))
-    return TrainResult(best.params, best_record, history, state)
+    return TrainResult(best_params, best_record, history, state)

@@ -13,6 +13,7 @@ import pytest
 
 from fpml import checkpoint, edn, losses, network, optim, train
 from fpml.data import stream
+from fpml.errors import CheckpointError
 from fpml.files import uninterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,44 @@ def test_two_plus_two_epochs_resumed_from_disk_equal_four_straight(parts, tmp_pa
     assert resumed.best.epoch == straight.best.epoch
     assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
     assert checkpoint.load(tmp_path / "last.npz").epoch == 3
+
+
+def test_a_hard_stop_between_an_epochs_writes_still_resumes_exactly(parts, tmp_path):
+    """Killed (no Ctrl-C grace) after epoch 1's log, or after its last.npz but before its best.npz."""
+    straight = train_for(parts, 3)
+    assert straight.history[1].best  # epoch 1 improves, so it writes best.npz too
+    files = ("log.jsonl", "last.npz", "best.npz")
+    after = {}
+    for epochs in (1, 2):
+        train_for(parts, epochs, run_dir=tmp_path / "run", previous=None if epochs == 1 else resumed_state(tmp_path))
+        after[epochs] = {f: (tmp_path / "run" / f).read_bytes() for f in files}
+    opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
+    for landed in (1, 2):  # epoch 1's first `landed` files, in the order _save_epoch writes them
+        run = tmp_path / f"stopped-{landed}"
+        run.mkdir()
+        for i, f in enumerate(files):
+            (run / f).write_bytes(after[2 if i < landed else 1][f])
+        previous = train.resume_from(run, network.build(NET), opt)
+        assert previous.best.epoch == landed - 1  # with last.npz of epoch 1 landed, epoch 1 is the best
+        resumed = train_for(parts, 3, run_dir=run, previous=previous)
+        assert same(jax.device_get(resumed.state.params), jax.device_get(straight.state.params)), landed
+        assert same(resumed.params, straight.params) and resumed.best.epoch == straight.best.epoch, landed
+
+
+def resumed_state(tmp_path):
+    opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
+    return train.resume_from(tmp_path / "run", network.build(NET), opt)
+
+
+def test_a_best_checkpoint_that_disagrees_with_the_log_is_a_clear_error(parts, tmp_path):
+    train_for(parts, 3, run_dir=tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    for entry in log:
+        entry["best"] = entry["epoch"] == 0  # the log now says epoch 0 is the best; best.npz is a later one
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
+    with pytest.raises(CheckpointError, match="best.npz is epoch [12], but log.jsonl's best epoch is 0"):
+        train.resume_from(tmp_path, network.build(NET), opt)
 
 
 def test_continuing_in_memory_equals_straight(parts):
