@@ -22,22 +22,33 @@ def _start_jax(cfg, *, shared_host: bool = False) -> None:
         runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
 
 
-def _train(args: argparse.Namespace) -> int:
-    from fpml import config
-    from pipelines import fraud
-
-    flags = [f"platform=:{args.device}"] if args.device else []
+def _process_flags(args: argparse.Namespace) -> list[str]:
+    """``--coordinator/--num-processes/--process-id`` as config overrides."""
+    flags = []
     if args.coordinator is not None:
         auto = args.coordinator == "auto"
         flags.append("coordinator=:auto" if auto else f"coordinator={json.dumps(args.coordinator)}")
     flags += [f"num-processes={args.num_processes}"] if args.num_processes is not None else []
     flags += [f"process-id={args.process_id}"] if args.process_id is not None else []
-    cfg = config.load(args.config, [*args.overrides, *flags])
-    if cfg["coordinator"] is not None:  # before anything touches a device
+    return flags
+
+
+def _start(cfg) -> None:
+    """Join the other processes of a multi-process run (before anything touches a device), then start JAX."""
+    if cfg["coordinator"] is not None:
         from fpml import distributed
 
         distributed.initialize(cfg["coordinator"], cfg["num-processes"], cfg["process-id"])
     _start_jax(cfg, shared_host=cfg["coordinator"] is not None)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from fpml import config
+    from pipelines import fraud
+
+    flags = [f"platform=:{args.device}"] if args.device else []
+    cfg = config.load(args.config, [*args.overrides, *flags, *_process_flags(args)])
+    _start(cfg)
     result = fraud.run(cfg, Path(args.config).stem, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet and result.run_dir is not None:  # processes other than 0 of a multi-process run write nothing
         print(result.run_dir / "best.npz")
@@ -45,12 +56,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from fpml import config
     from pipelines import fraud
 
-    _start_jax(config.load(str(Path(args.run_dir) / "config.edn"), args.overrides))
-    result = fraud.resume(args.run_dir, args.overrides, quiet=args.quiet, plain=True if args.plain else None)
-    if args.quiet:
+    overrides = [*args.overrides, *_process_flags(args)]
+    _start(fraud.resume_config(args.run_dir, overrides))
+    result = fraud.resume(args.run_dir, overrides, quiet=args.quiet, plain=True if args.plain else None)
+    if args.quiet and result.run_dir is not None:
         print(result.run_dir / "best.npz")
     return 0
 
@@ -128,15 +139,16 @@ def parser() -> argparse.ArgumentParser:
         choices=["cpu", "gpu"],
         help="JAX backend (default: JAX's choice); a GPU that cannot be used is an error, never a silent fallback",
     )
-    train.add_argument(
-        "--coordinator",
-        metavar="HOST:PORT",
-        help="train with jax.distributed: the address of process 0 (every process runs the same command with "
-        "its own --process-id), or 'auto' to read it, the process count and id from Slurm, Open MPI or Kubernetes",
-    )
-    train.add_argument("--num-processes", type=int, metavar="N", help="processes taking part (jax.distributed)")
-    train.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
     for p in (train, resume):
+        p.add_argument(
+            "--coordinator",
+            metavar="HOST:PORT",
+            help="train with jax.distributed: the address of process 0 (every process runs the same command with "
+            "its own --process-id), or 'auto' to read it, the process count and id from Slurm, Open MPI or "
+            "Kubernetes; resume a multi-process run the way it was started",
+        )
+        p.add_argument("--num-processes", type=int, metavar="N", help="processes taking part (jax.distributed)")
+        p.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
         p.add_argument("--quiet", action="store_true", help="print only the path of the saved network")
         p.add_argument("--plain", action="store_true", help="one plain line per epoch (the default off a terminal)")
     train.set_defaults(run=_train)

@@ -131,10 +131,7 @@ def run(
     data = prepare(cfg, quiet=quiet)
     if cfg["batch-size"] > len(data.train):
         raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
-    if jax.process_count() > 1:  # several processes (jax.distributed): each keeps its shard of the training rows
-        if cfg["steps-per-call"] is None:
-            raise ConfigError("training on several processes feeds each epoch in chunks: set :steps-per-call")
-        data = data._replace(train=distributed.process_shard(data.train))
+    data = _process_share(cfg, data)
     if jax.process_index() != 0:  # only process 0 writes and talks
         return _train(cfg, name, data, None, None, quiet=True, plain=plain, console=console)
     run_dir = new_run_dir(cfg["run-dir"], name)
@@ -153,20 +150,64 @@ def resume(
 ) -> RunResult:
     """Continue an interrupted run in its folder (``epoch-count=N`` may extend it); bit-identical on CPU."""
     run_dir = Path(run_dir)
-    for key in (k.partition("=")[0] for k in overrides):
-        if key != "epoch-count":
-            raise ConfigError(f"resume: only epoch-count may change when resuming a run, not {key!r}")
-    cfg = config.load(str(run_dir / "config.edn"), overrides)
+    cfg = resume_config(run_dir, overrides)
+    if (cfg["coordinator"] is None) != (jax.process_count() == 1):
+        raise ConfigError(
+            f"resume: {run_dir} trained on "
+            + ("one process" if cfg["coordinator"] is None else "several processes (jax.distributed)")
+            + f", and this is {jax.process_count()} process(es); resume it the way it was started"
+        )
     net, optimizer = network.build(cfg["network"]), optim.optimizer(cfg["optimizer"])
-    previous = train.resume_from(run_dir, net, optimizer)
+    previous = train.resume_from(run_dir, net, optimizer)  # every process reads the run folder (shared storage)
     if len(previous.history) >= cfg["epoch-count"]:
         raise ConfigError(
             f"resume: {run_dir} already ran {len(previous.history)} of {cfg['epoch-count']} epochs; "
             "pass epoch-count=N to train further"
         )
+    data = _process_share(cfg, prepare(cfg, quiet=quiet))
+    if jax.process_index() != 0:  # only process 0 writes and talks
+        return _train(cfg, run_dir.name, data, None, previous, quiet=True, plain=plain, console=console)
     write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
-    data = prepare(cfg, quiet=quiet)
     return _train(cfg, run_dir.name, data, run_dir, previous, quiet=quiet, plain=plain, console=console)
+
+
+#: Config keys that say where a run executes rather than what it trains: a resume may set them.
+PLACEMENT_KEYS = ("coordinator", "num-processes", "process-id")
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping:
+    """The config to resume ``run_dir`` with: its own, plus ``epoch-count`` and the process placement.
+
+    A run started on several processes resumes on several (each with its ``process-id``), one started on
+    one process on one: the data shards and streams depend on it.
+    """
+    keys = [k.partition("=")[0] for k in overrides]
+    for key in keys:
+        if key != "epoch-count" and key not in PLACEMENT_KEYS:
+            raise ConfigError(
+                f"resume: only epoch-count may change when resuming a run (and where it runs: "
+                f"{', '.join(PLACEMENT_KEYS)}), not {key!r}"
+            )
+    saved = config.load(str(Path(run_dir) / "config.edn"))
+    placed = any(k in PLACEMENT_KEYS for k in keys)
+    if saved["coordinator"] is not None and not placed:
+        raise ConfigError(
+            f"resume: {run_dir} trained on several processes (jax.distributed); resume it on them: run "
+            "fpml resume RUN --coordinator HOST:PORT --num-processes N --process-id I on each (or --coordinator auto)"
+        )
+    if saved["coordinator"] is None and placed:
+        raise ConfigError(f"resume: {run_dir} trained in one process; resume it without --coordinator")
+    cleared = [f"{k}=nil" for k in PLACEMENT_KEYS] if placed else []  # this start's placement, not the first's
+    return config.load(str(Path(run_dir) / "config.edn"), [*cleared, *overrides])
+
+
+def _process_share(cfg: Mapping, data: Prepared) -> Prepared:
+    """This process's shard of the training rows in a multi-process run (jax.distributed), else ``data``."""
+    if jax.process_count() == 1:
+        return data
+    if cfg["steps-per-call"] is None:
+        raise ConfigError("training on several processes feeds each epoch in chunks: set :steps-per-call")
+    return data._replace(train=distributed.process_shard(data.train))
 
 
 def _train(

@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
+
+from fpml import checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve().parent / "multidevice" / "check_multihost.py"
 
@@ -44,33 +49,38 @@ SMALL = [
     "test-size=1500",
     "epoch-size=2000",
     "batch-size=40",
-    "epoch-count=2",
     "augment=nil",
     "threshold=0.5",
     "steps-per-call=10",
 ]
 
 
-def _train_two(runs, args, envs):
-    """Start ``fpml train fraud`` twice (per-process extra args and environment); check they train as one."""
+def _fpml_two(argvs, envs):
+    """Run ``python -m fpml ARGV`` as two processes (per-process arguments and environment); both must succeed.
+    Returns fpml's last line of output of each (gloo, in C++, announces its connections on stdout first)."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "fpml", "train", "fraud", *SMALL, f"run-dir={runs}", *extra, "--quiet"],
+            [sys.executable, "-m", "fpml", *argv, "--quiet"],
             cwd=ROOT,
             env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for extra, env in zip(args, envs, strict=True)
+        for argv, env in zip(argvs, envs, strict=True)
     ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
+    return [out.strip().splitlines()[-1] if out.strip() else "" for out, _ in outputs]
+
+
+def _train_two(runs, args, envs, epochs=2):
+    """Start ``fpml train fraud`` twice (per-process extra args and environment); check they train as one."""
+    argvs = [["train", "fraud", *SMALL, f"epoch-count={epochs}", f"run-dir={runs}", *extra] for extra in args]
+    last_lines = _fpml_two(argvs, envs)
     (run,) = runs.iterdir()  # one run folder, written by process 0 only
-    # gloo (C++) announces its connections on stdout; fpml's own output is the last line
-    last_lines = [out.strip().splitlines()[-1] if out.strip() else "" for out, _ in outputs]
-    assert last_lines[0] == str(run / "best.npz") and "best.npz" not in outputs[1][0]
-    assert len((run / "log.jsonl").read_text().splitlines()) == 2
+    assert last_lines[0] == str(run / "best.npz") and "best.npz" not in last_lines[1]
+    assert len((run / "log.jsonl").read_text().splitlines()) == epochs
     assert {"best.npz", "last.npz", "inference.json", "training.png"} <= {p.name for p in run.iterdir()}
     return run
 
@@ -79,6 +89,22 @@ def test_two_processes_from_the_command_line(tmp_path):
     port = free_port()
     flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
     _train_two(tmp_path, [[*flags, "0"], [*flags, "1"]], [{}, {}])
+
+
+def test_a_two_process_run_resumed_on_two_processes_equals_a_straight_one(tmp_path):
+    def flags(port):  # per process
+        return [["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(p)] for p in (0, 1)]
+
+    straight = _train_two(tmp_path / "straight", flags(free_port()), [{}, {}], epochs=3)
+    run = _train_two(tmp_path / "resumed", flags(free_port()), [{}, {}], epochs=2)
+    last_lines = _fpml_two([["resume", str(run), "epoch-count=3", *f] for f in flags(free_port())], [{}, {}])
+    assert last_lines[0] == str(run / "best.npz") and "best.npz" not in last_lines[1]
+    losses = [
+        [json.loads(line)["loss"] for line in (r / "log.jsonl").read_text().splitlines()] for r in (straight, run)
+    ]
+    assert losses[0] == losses[1] and len(losses[1]) == 3
+    params = [checkpoint.load(r / "last.npz").params for r in (straight, run)]
+    assert all(np.array_equal(a, b) for a, b in zip(*map(jax.tree.leaves, params), strict=True))
 
 
 def test_two_processes_from_config_keys_reading_in_chunks(tmp_path):

@@ -106,6 +106,14 @@ def truncate(name: str) -> Callable[[Path], None]:
     return damage
 
 
+def started_on_two_processes(run: Path) -> None:
+    """The run's config as a two-process run (jax.distributed) saves it."""
+    text = (run / "config.edn").read_text()
+    for key, value in (("coordinator", '"127.0.0.1:1"'), ("num-processes", "2"), ("process-id", "0")):
+        text = text.replace(f":{key} nil", f":{key} {value}")
+    (run / "config.edn").write_text(text)
+
+
 def format_99(run: Path) -> None:
     with np.load(run / "best.npz") as z:
         arrays = {k: z[k] for k in z.files}
@@ -472,6 +480,27 @@ CASES = [
     # ------------------------------------------------------------------ resume
     Case("resume-other-key", ("resume", "{run}", "seed=3"), ("only epoch-count may change", "'seed'")),
     Case("resume-finished-run", ("resume", "{run}"), ("{run}", "already ran 1 of 1 epochs", "epoch-count=N")),
+    Case(
+        "resume-one-process-run-on-two",
+        (
+            "resume",
+            "{run}",
+            "epoch-count=3",
+            "--coordinator",
+            "127.0.0.1:1",
+            "--num-processes",
+            "2",
+            "--process-id",
+            "0",
+        ),
+        ("{run}", "trained in one process", "without --coordinator"),
+    ),
+    Case(
+        "resume-two-process-run-on-one",
+        ("resume", "{run}", "epoch-count=3"),
+        ("{run}", "trained on several processes", "--coordinator HOST:PORT --num-processes N --process-id I"),
+        prepare=started_on_two_processes,
+    ),
     Case(
         "resume-truncated-last",
         ("resume", "{run}", "epoch-count=3"),
