@@ -18,6 +18,7 @@ def _start_jax(cfg, *, shared_host: bool = False) -> None:
     from fpml import runtime
 
     runtime.select_platform(cfg["platform"])
+    runtime.use_compilation_cache(cfg["compile-cache"])
     if cfg["platform"] != "gpu" and not shared_host:
         runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
 
@@ -75,8 +76,6 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from fpml import progress
     from pipelines import fraud
 
@@ -91,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         },
         "confusion (tn fp / fn tp)": str(report.confusion.tolist()),
     }
-    Console().print(progress.summary_table(f"evaluation of {Path(args.run_dir) / 'best.npz'}", rows))
+    progress.output_console().print(progress.summary_table(f"evaluation of {Path(args.run_dir) / 'best.npz'}", rows))
     return 0
 
 
@@ -108,7 +107,9 @@ def _data(args: argparse.Namespace) -> int:
     source = kaggle.obtain(args.data, Path(args.data_dir))
     frame = kaggle.load_frame(source)
     frauds = int(frame["Class"].sum())
-    print(f"{source.description}: {len(frame):,} rows, {frauds} frauds; cache {source.path.with_suffix('.npz')}")
+    cache = source.path.with_suffix(".npz")
+    cached = f"; cache {cache}" if source.verified else " (checked; only the Kaggle file is cached)"
+    print(f"{source.description}: {len(frame):,} rows, {frauds} frauds{cached}")
     return 0
 
 
@@ -167,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("overrides", nargs="*", metavar="key=value")
     describe.set_defaults(run=_describe)
     data = sub.add_parser("data", help="obtain, verify and cache the Kaggle credit-card file (make data)")
-    data.add_argument("--data", default="kaggle", help="'kaggle' (default) or a CSV path to verify and cache")
+    data.add_argument("--data", default="kaggle", help="'kaggle' (default) or a CSV path to check")
     data.add_argument("--data-dir", default="data", help="where the file and its cache live (default: data)")
     data.set_defaults(run=_data)
     return top

@@ -28,14 +28,16 @@ def _is_data_source(value: Any) -> str | None:
     if isinstance(value, Keyword) and value in ("kaggle", "synthetic"):
         return None
     ok = isinstance(value, str) and not isinstance(value, Keyword) and value
-    return None if ok else 'must be :kaggle, :synthetic or a CSV path string like "data/creditcard.csv"'
+    hint = did_you_mean(value, ("kaggle", "synthetic")) if isinstance(value, Keyword) else ""
+    return None if ok else f'must be :kaggle, :synthetic or a CSV path string like "data/creditcard.csv"{hint}'
 
 
 def _is_threshold(value: Any) -> str | None:
     if value == "tune":
         return None
     ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 < value < 1.0
-    return None if ok else "must be a probability in (0, 1), or :tune (chosen on the validation data)"
+    hint = did_you_mean(value, ("tune",)) if isinstance(value, Keyword) else ""
+    return None if ok else f"must be a probability in (0, 1), or :tune (chosen on the validation data){hint}"
 
 
 def _is_test_size(value: Any) -> str | None:
@@ -116,7 +118,7 @@ REQUIRED = layers.REQUIRED
 #: Every top-level key a config may have.
 SETTINGS: Mapping[str, Setting] = {
     "network": Setting(lambda v: None, REQUIRED, "vector of layer maps (see the layer catalogue)"),
-    "seed": Setting(layers.is_non_negative, 0, "master seed: init, split, stream and dropout keys derive from it"),
+    "seed": Setting(layers.is_non_negative_int, 0, "master seed: init, split, stream and dropout keys derive from it"),
     "data": Setting(
         _is_data_source,
         Keyword("kaggle"),
@@ -131,7 +133,7 @@ SETTINGS: Mapping[str, Setting] = {
     "label": Setting(_is_string, "Class", "name of the 0/1 label column"),
     "drop-columns": Setting(_is_columns, edn.freeze(["Time"]), "columns removed before training"),
     "log1p-columns": Setting(_is_columns, edn.freeze([]), 'columns replaced by log(1 + x), e.g. ["Amount"]'),
-    "split-seed": Setting(layers.is_non_negative, 0, "seed of the stratified train/test split"),
+    "split-seed": Setting(layers.is_non_negative_int, 0, "seed of the stratified train/test split"),
     "test-size": Setting(_is_test_size, 50_000, "rows (or a fraction) held out as the test set, stratified"),
     "validation-size": Setting(
         _is_optional_size,
@@ -191,9 +193,19 @@ SETTINGS: Mapping[str, Setting] = {
         "data in memory-mapped files in :data-dir (data larger than host memory; needs :steps-per-call)",
     ),
     "devices": Setting(
-        lambda v: None if v == "all" or layers.is_positive_int(v) is None else "must be a positive integer or :all",
+        lambda v: (
+            None
+            if v == "all" or layers.is_positive_int(v) is None
+            else "must be a positive integer or :all" + (did_you_mean(v, ("all",)) if isinstance(v, Keyword) else "")
+        ),
         1,
         "devices to train on, data-parallel (each batch sharded along a jax.sharding mesh axis)",
+    ),
+    "compile-cache": Setting(
+        lambda v: None if v is None or (isinstance(v, str) and v.strip()) else "must be nil or a folder path",
+        "~/.cache/fpml/jax",
+        "folder of JAX's persistent compilation cache: a later run of the same program skips compiling "
+        "(nil: off; JAX_COMPILATION_CACHE_DIR, when set, wins)",
     ),
     "platform": Setting(
         layers.is_one_of("auto", "cpu", "gpu"),
@@ -224,8 +236,13 @@ SETTINGS: Mapping[str, Setting] = {
 }
 
 
-def validate(raw: Any, source: str = "config") -> PMap:
-    """Check every key, fill defaults, and check the network and optimizer build. Returns the full config."""
+def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | None = None) -> PMap:
+    """Check every key, fill defaults, and check the network and optimizer build. Returns the full config.
+
+    ``overridden`` maps a top-level key to the ``key=value`` override that set it: a bad value is then
+    blamed on the override rather than on ``source``.
+    """
+    overridden = overridden or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: a config must be an EDN map like {{:network [...]}}, got {edn.dumps(raw)[:60]}")
     for key in raw:
@@ -243,7 +260,8 @@ def validate(raw: Any, source: str = "config") -> PMap:
             continue
         complaint = setting.check(raw[key])
         if complaint:
-            raise ConfigError(f"{source}: :{key} {complaint}, got {edn.dumps(raw[key])}")
+            where = f"override {overridden[key]!r}" if key in overridden else source
+            raise ConfigError(f"{where}: :{key} {complaint}, got {edn.dumps(raw[key])}")
         full[key] = raw[key]
     cfg = pmap(full)
     try:
@@ -262,9 +280,17 @@ def validate(raw: Any, source: str = "config") -> PMap:
     if cfg["epoch-size"] % cfg["batch-size"]:
         raise ConfigError(
             f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
-            f"{cfg['batch-size']} (try {cfg['epoch-size'] // cfg['batch-size'] * cfg['batch-size']})"
+            f"{cfg['batch-size']} (try {_multiple(cfg['epoch-size'], cfg['batch-size'])})"
         )
-    _check_stream(cfg, net.output_size, source)
+    _check_stream(cfg, max(net.output_size, 2), source)  # one output (a logistic head) is two classes
+    steps = cfg["epoch-size"] // cfg["batch-size"]
+    if cfg["steps-per-call"] is not None and steps % cfg["steps-per-call"]:
+        divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
+        nearest = min(divisors, key=lambda d: abs(d - cfg["steps-per-call"]))
+        raise ConfigError(
+            f"{source}: :steps-per-call {cfg['steps-per-call']} does not divide the {steps} steps of an epoch "
+            f"(:epoch-size / :batch-size); try {nearest}"
+        )
     if cfg["chunk-rows"] is not None and cfg["steps-per-call"] is None:
         raise ConfigError(
             f"{source}: :chunk-rows keeps the data in memory-mapped files on the host; "
@@ -352,7 +378,9 @@ def load(name_or_path: str, overrides: Iterable[str] = (), config_dir: Path = CO
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
     raw = edn.loads(text, str(path))
-    return validate(override(raw, overrides), str(path))
+    overrides = list(overrides)
+    overridden = {item.partition("=")[0].split(".")[0]: item for item in overrides}
+    return validate(override(raw, overrides), str(path), overridden)
 
 
 # ---------------------------------------------------------------------------------------------- overrides

@@ -25,12 +25,18 @@ class CheckpointError(FpmlError):
 class TrainingDiverged(FpmlError):
     """The loss became NaN or infinite; training stopped at ``epoch``/``step``."""
 
-    def __init__(self, epoch: int, step: int, loss: float):
+    def __init__(self, epoch: int, step: int, loss: float, best_epoch: int | None = None, run_dir: object = None):
+        if best_epoch is None:
+            kept = "no epoch had finished, so no network was kept"
+        else:
+            kept = f"the best network so far (epoch {best_epoch + 1}) is kept" + (
+                f" in {run_dir}/best.npz" if run_dir is not None else ""
+            )
         super().__init__(
-            f"loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped "
-            "(the best network so far is kept). Lower the learning rate or add gradient clipping."
+            f"loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped ({kept}). "
+            "Lower the learning rate or add gradient clipping."
         )
-        self.epoch, self.step, self.loss = epoch, step, loss
+        self.epoch, self.step, self.loss, self.best_epoch, self.run_dir = epoch, step, loss, best_epoch, run_dir
 
 
 class TrainingInterrupted(FpmlError):

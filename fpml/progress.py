@@ -14,6 +14,11 @@ from rich.table import Table
 from fpml.train import EpochRecord
 
 
+def output_console() -> Console:
+    """Rich output for stdout: fitted to a terminal; elsewhere (a log, a pipe) lines are never wrapped or cut."""
+    return Console() if sys.stdout.isatty() else Console(width=1_000, soft_wrap=True)
+
+
 def json_line(record: dict) -> str:
     """One JSON object and a newline (numpy scalars converted)."""
     return json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}) + "\n"
@@ -44,7 +49,7 @@ def epoch_display(
 
     ``quiet`` prints nothing per epoch.
     """
-    console = console or Console()
+    console = console or output_console()
     plain = (not sys.stdout.isatty()) if plain is None else plain
     if quiet:
         yield lambda record: None

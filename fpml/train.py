@@ -133,7 +133,10 @@ def _check_sizes(epoch_size: int, batch_size: int, mesh: Mesh | None) -> None:
     if epoch_size % batch_size:
         raise ConfigError(f":epoch-size {epoch_size} is not a multiple of :batch-size {batch_size}")
     if mesh is not None and batch_size % mesh.size:
-        raise ConfigError(f":batch-size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
+        multiples = (k * mesh.size for k in range(1, min(epoch_size // mesh.size, 100_000) + 1))
+        fits = [b for b in multiples if epoch_size % b == 0]
+        hint = f" (try :batch-size {min(fits, key=lambda b: abs(b - batch_size))})" if fits else ""
+        raise ConfigError(f":batch-size {batch_size} is not divisible by the {mesh.size} devices of the mesh{hint}")
 
 
 def _noise_key(key: jax.Array, epoch_index: jax.Array) -> jax.Array:
@@ -377,7 +380,7 @@ def train_n(
             step_losses = np.asarray(step_losses)
             bad = _first_bad_step(step_losses)
             if bad is not None:
-                raise TrainingDiverged(epoch, bad, float(step_losses[bad]))
+                raise TrainingDiverged(epoch, bad, float(step_losses[bad]), best.epoch if best else None, run_dir)
             result = test_fn(jax.device_get(state.params) if jax.process_count() > 1 else state.params, best)
             seconds = time.perf_counter() - started
             record = EpochRecord(epoch, float(step_losses.mean()), dict(result.metrics), seconds, bool(result.best))

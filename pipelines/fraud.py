@@ -24,7 +24,7 @@ from rich.console import Console
 from fpml import checkpoint, config, distributed, edn, losses, metrics, network, optim, plots, progress, train
 from fpml.data import io, kaggle, storage, stream, synthetic, transforms
 from fpml.data.dataset import Dataset
-from fpml.errors import CheckpointError, ConfigError
+from fpml.errors import CheckpointError, ConfigError, DataError
 from fpml.files import atomic_write, write_text
 
 INIT_KEY, TRAIN_KEY, AUGMENT_KEY = 2, 3, 4
@@ -89,8 +89,15 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
     validation = None
     if cfg["validation-size"] is not None:
         train_part, validation = transforms.split(
-            jax.random.fold_in(split_key, VALIDATION_SPLIT), cfg["validation-size"], train_part
+            jax.random.fold_in(split_key, VALIDATION_SPLIT), cfg["validation-size"], train_part, "validation-size"
         )
+    for part, key in ((test_part, "test-size"), (validation, "validation-size")):
+        if part is not None and (part.class_counts == 0).any():
+            raise DataError(
+                f"the {key.split('-')[0]} set ({len(part)} rows) holds no rows of class "
+                f"{int(np.flatnonzero(part.class_counts == 0)[0])} (the data: {_counts(data)}); "
+                f"it cannot judge a classifier: make :{key} larger"
+            )
     stats = transforms.fit_standardizer(train_part) if cfg["standardize"] else None
     if stats is not None:
         scale = transforms.standardize(stats)
@@ -103,6 +110,27 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
     return Prepared(train_part, validation, test_part, source, stats)
 
 
+def _counts(data: Dataset) -> str:
+    return ", ".join(f"class {c}: {n}" for c, n in enumerate(data.class_counts))
+
+
+def check_fits(cfg: Mapping, data: Prepared) -> None:
+    """The network must take the data's features and give one output per class; a batch must fit the data."""
+    net, features, classes = network.build(cfg["network"]), data.train.features, data.train.y.shape[1]
+    if net.input_size != len(features):
+        raise ConfigError(
+            f":network's input layer has :size {net.input_size}, but the data has {len(features)} feature "
+            f"columns ({', '.join(features[:3])}, ...): make it {len(features)} or change :drop-columns"
+        )
+    if net.output_size != classes and not (net.output_size == 1 and classes == 2):
+        raise ConfigError(
+            f":network gives {net.output_size} outputs, but the data has {classes} classes: its last "
+            f"linear layer needs :size {classes}" + (" (or 1 before a :logistic)" if classes == 2 else "")
+        )
+    if cfg["batch-size"] > len(data.train):
+        raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
+
+
 def new_run_dir(root: str | Path, name: str) -> Path:
     """``root/NAME-YYYYmmdd-HHMMSS`` (with a suffix if that exists already), created."""
     base = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -110,7 +138,10 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     while path.exists():
         n += 1
         path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as err:
+        raise ConfigError(f":run-dir {root}: cannot create the run folder {path} ({err.strerror})") from None
     return path
 
 
@@ -129,8 +160,7 @@ def run(
 ) -> RunResult:
     """Train the configured network on the fraud data; save the best network, log and plots in a run folder."""
     data = prepare(cfg, quiet=quiet)
-    if cfg["batch-size"] > len(data.train):
-        raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
+    check_fits(cfg, data)
     data = _process_share(cfg, data)
     if jax.process_index() != 0:  # only process 0 writes and talks
         return _train(cfg, name, data, None, None, quiet=True, plain=plain, console=console)
@@ -161,8 +191,8 @@ def resume(
     previous = train.resume_from(run_dir, net, optimizer)  # every process reads the run folder (shared storage)
     if len(previous.history) >= cfg["epoch-count"]:
         raise ConfigError(
-            f"resume: {run_dir} already ran {len(previous.history)} of {cfg['epoch-count']} epochs; "
-            "pass epoch-count=N to train further"
+            f"resume: {run_dir} already ran {len(previous.history)} epochs (:epoch-count {cfg['epoch-count']}); "
+            f"pass epoch-count=N with N > {len(previous.history)} to train further"
         )
     data = _process_share(cfg, prepare(cfg, quiet=quiet))
     if jax.process_index() != 0:  # only process 0 writes and talks
@@ -221,7 +251,7 @@ def _train(
     plain: bool | None,
     console: Console | None,
 ) -> RunResult:
-    console = console or Console()
+    console = console or progress.output_console()
     key = jax.random.key(int(cfg["seed"]))
     net = network.build(cfg["network"])
     loss = losses.resolve_loss(cfg["loss"], net)
@@ -255,7 +285,14 @@ def _train(
         plain=plain,
         console=console,
         done=len(previous.history) if previous else 0,
-    ) as on_epoch:
+    ) as show:
+
+        def on_epoch(record: train.EpochRecord) -> None:
+            if record.best and run_dir is not None:  # the best network so far is usable even if training stops
+                record_json = inference_record(cfg, data, record.metrics["threshold"])
+                write_text(run_dir / "inference.json", json.dumps(record_json, indent=1) + "\n")
+            show(record)
+
         result = train.train_n(
             net,
             optimizer,
@@ -281,7 +318,6 @@ def _train(
     if run_dir is None:  # a process other than 0 of a multi-process run
         return RunResult(run_dir, result, report, probs, data)
     write_text(run_dir / "test.json", progress.json_line({"data": data.source, **report.as_dict()}))
-    write_text(run_dir / "inference.json", json.dumps(inference_record(cfg, data, threshold), indent=1) + "\n")
     plots.training_curves(result.history, run_dir / "training.png")
     plots.pr_curve(data.test.labels, probs, threshold, run_dir / "precision-recall.png")
     plots.confusion(report.confusion, run_dir / "confusion.png")
@@ -319,7 +355,7 @@ def load_model(run_dir: str | Path) -> Model:
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {run_dir} does not exist")
     if not (run_dir / "inference.json").is_file():
-        raise CheckpointError(f"{run_dir} is not a finished fpml run folder (no inference.json; was it interrupted?)")
+        raise CheckpointError(f"{run_dir} is not an fpml run folder with a finished epoch (no inference.json)")
     ckpt = checkpoint.load(run_dir / "best.npz")
     net = network.build(ckpt.description)
     checkpoint.check_params(ckpt, net, str(run_dir / "best.npz"))
@@ -374,8 +410,11 @@ def evaluate(
         probs = train.probabilities(model.network, data.test)(model.params)
         labels, what = data.test.labels, f"the run's test set ({data.source})"
     else:
-        source, label = kaggle.obtain(data_path), model.inference["label"]
-        chunks = _scored(model, kaggle.load_chunks(source, chunk_rows, label), chunk_rows)
+        source, info = kaggle.obtain(data_path), model.inference
+        label = info["label"]
+        columns = list(dict.fromkeys([*info["features"], *info["log1p-columns"], label]))
+        frames = io.read_csv_chunks(source.path, chunk_rows, columns, label, ignore_others=True)
+        chunks = _scored(model, frames, chunk_rows)
         pairs = [(frame[label].to_numpy(), scores[:, -1]) for frame, scores in chunks]
         labels, probs = (np.concatenate(column) for column in zip(*pairs, strict=True))
         what = source.description
@@ -390,6 +429,10 @@ def predict(
     The file is read, scored and written ``chunk_rows`` rows at a time, so it may be larger than memory;
     the output appears atomically at the end.
     """
+    if Path(output_csv).is_dir():
+        raise DataError(f"predict: the output {output_csv} is a folder; name the CSV file to write")
+    if Path(output_csv).exists() and Path(output_csv).resolve() == Path(input_csv).resolve():
+        raise DataError(f"predict: the output {output_csv} is the input file; write the predictions elsewhere")
     model = load_model(run_dir)
     info = model.inference
     needed = list(dict.fromkeys([*info["features"], *info["log1p-columns"]]))
@@ -397,7 +440,8 @@ def predict(
     with atomic_write(output_csv, "w") as handle:
         frames = io.read_feature_chunks(input_csv, needed, chunk_rows)
         for i, (_, probs) in enumerate(_scored(model, frames, chunk_rows)):
-            out = pd.DataFrame({f"P({label}={k})": probs[:, k] for k in range(probs.shape[1])})
+            classes = range(probs.shape[1]) if probs.shape[1] > 1 else [1]  # a logistic head gives P(class 1)
+            out = pd.DataFrame({f"P({label}={k})": probs[:, j] for j, k in enumerate(classes)})
             out[label] = metrics.label(probs[:, -1], info["threshold"])
             out.to_csv(handle, index=False, header=i == 0)
     return Path(output_csv)

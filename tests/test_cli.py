@@ -44,6 +44,21 @@ def test_quiet_prints_only_the_saved_path(tmp_path):
     assert out.stdout.strip().endswith("best.npz") and len(out.stdout.strip().splitlines()) == 1
 
 
+def test_a_second_run_reuses_the_compilation_cache(tmp_path):
+    cache, logs = tmp_path / "cache", []
+    for n in (1, 2):
+        out = fpml("train", "fraud", *SMALL, f"run-dir={tmp_path / str(n)}", f"compile-cache={cache}", "--quiet")
+        assert out.returncode == 0, out.stderr
+        files = sorted(p.name for p in cache.iterdir())
+        assert files, "the first run wrote no compiled programs"
+        if n == 1:
+            first = files
+        (run,) = (tmp_path / str(n)).iterdir()
+        logs.append([json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()])
+    assert files == first  # the second run compiled nothing new
+    assert logs[0] == logs[1]
+
+
 def test_describe_prints_the_layer_table():
     out = fpml("describe", "fraud")
     assert out.returncode == 0

@@ -329,7 +329,7 @@ def test_epoch_indices_under_jit_with_traced_epoch():
 
 
 def test_epoch_size_must_be_a_multiple_of_the_class_count():
-    with pytest.raises(ValueError, match="multiple"):
+    with pytest.raises(ConfigError, match="epoch of 21 rows .* multiple of the 2 classes"):
         stream.epoch_indices(stream.class_balanced(LABELS), jax.random.key(0), 0, 21)
 
 

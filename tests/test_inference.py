@@ -80,6 +80,16 @@ def test_evaluate_on_a_csv_scores_every_row_in_chunks(finished, new_rows):
     assert whole.auprc == pytest.approx(report.auprc, abs=1e-6)
 
 
+def test_evaluate_on_a_csv_ignores_columns_the_network_does_not_use(finished, new_rows, tmp_path):
+    frame = pd.read_csv(new_rows)
+    other = tmp_path / "other.csv"
+    frame.drop(columns=["Time"]).assign(id=range(len(frame))).to_csv(other, index=False)
+    assert (
+        fraud.evaluate(finished.run_dir, str(other))[0].as_dict()
+        == fraud.evaluate(finished.run_dir, str(new_rows))[0].as_dict()
+    )
+
+
 def test_predict_from_the_command_line(finished, new_rows, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "fpml", "predict", str(finished.run_dir), str(new_rows), "-o", str(tmp_path / "p.csv")],

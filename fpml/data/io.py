@@ -114,11 +114,21 @@ def _raw_chunks(path: str | Path, chunk_rows: int) -> Iterator[tuple[int, pd.Dat
 
 
 def read_csv_chunks(
-    path: str | Path, chunk_rows: int, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class"
+    path: str | Path,
+    chunk_rows: int,
+    columns: Sequence[str] = CREDITCARD_COLUMNS,
+    label: str = "Class",
+    *,
+    ignore_others: bool = False,
 ) -> Iterator[pd.DataFrame]:
-    """:func:`read_csv` ``chunk_rows`` rows at a time: validated frames, lazily; errors name the file's row."""
+    """:func:`read_csv` ``chunk_rows`` rows at a time: validated frames, lazily; errors name the file's row.
+
+    ``ignore_others`` drops columns not in ``columns`` (an id, a column the network does not use) instead
+    of refusing them, for scoring a labelled file with a trained network.
+    """
     classes: set[int] = set()
     for first_row, raw in _raw_chunks(path, chunk_rows):
+        raw = _has_columns(raw, path, columns)[list(columns)] if ignore_others else raw
         frame = validate_frame(raw, str(path), columns, label, first_row)
         classes.update(frame[label].unique().tolist())
         yield frame
@@ -135,5 +145,5 @@ def read_feature_chunks(path: str | Path, columns: Sequence[str], chunk_rows: in
 def _has_columns(frame: pd.DataFrame, path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the network needs {', '.join(columns)}")
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; scoring needs {', '.join(columns)}")
     return frame

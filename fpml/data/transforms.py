@@ -92,16 +92,16 @@ def take(data: Dataset, rows: np.ndarray) -> Dataset:
 
 
 @curry
-def split(key: jax.Array, test_size: int | float, data: Dataset) -> tuple[Dataset, Dataset]:
+def split(key: jax.Array, test_size: int | float, data: Dataset, name: str = "test-size") -> tuple[Dataset, Dataset]:
     """Stratified random split -> ``(train, test)``; the test set keeps each class's share.
 
     ``test_size`` is a row count or a fraction. Each class contributes ``round(test_rows * share)`` rows;
-    rows keep their original order within each part.
+    rows keep their original order within each part. ``name`` is the config key errors name.
     """
     n = len(data)
     test_rows = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
     if not 0 < test_rows < n:
-        raise ConfigError(f":test-size {test_size} leaves no rows for training or testing ({n} rows in all)")
+        raise ConfigError(f":{name} {test_size} leaves no rows for one side of the split ({n} rows in all)")
     labels = data.labels
     chosen = []
     for c in np.unique(labels):

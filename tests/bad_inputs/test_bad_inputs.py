@@ -341,6 +341,44 @@ CASES = [
         "3,000,000,000 rows per stream",
         "2^31",
     ),
+    Case(
+        "network-input-vs-data",
+        ("train", "fraud", *SMALL, "drop-columns=[]", "run-dir={runs}"),
+        (":network's input layer has :size 29", "30 feature columns (Time, V1, V2, ...)", ":drop-columns"),
+    ),
+    Case(
+        "network-outputs-vs-classes",
+        ("train", "fraud", *SMALL, "network.4.size=3", "epoch-size=1800", "run-dir={runs}"),  # 3 | 1800
+        (":network gives 3 outputs", "2 classes", ":size 2"),
+    ),
+    Case(
+        "run-dir-is-a-file",
+        ("train", "fraud", *SMALL, "run-dir={log}"),
+        (":run-dir {log}", "cannot create the run folder"),
+    ),
+    Case(
+        "test-set-without-frauds",
+        ("train", "fraud", "data={work}/data.csv", *DATA_SMALL, "test-size=0.1", "run-dir={runs}"),
+        ("the test set (4 rows) holds no rows of class 1", "class 1: 4", "make :test-size larger"),
+        {"data.csv": fraud_csv()},
+    ),
+    Case(
+        "validation-set-without-frauds",
+        ("train", "fraud", "data={work}/data.csv", *DATA_SMALL, "test-size=0.5", "validation-size=2", "run-dir={runs}"),
+        ("the validation set (2 rows) holds no rows of class 1", "make :validation-size larger"),
+        {"data.csv": fraud_csv()},
+    ),
+    Case(
+        "validation-size-too-large",
+        ("train", "fraud", *SMALL, "validation-size=5000", "run-dir={runs}"),
+        (":validation-size 5000 leaves no rows",),
+    ),
+    override_case("data-keyword-typo", "data=:synthtic", ":data must be :kaggle", "did you mean 'synthetic'"),
+    override_case("threshold-keyword-typo", "threshold=:tun", ":threshold must be", "did you mean 'tune'"),
+    override_case("devices-keyword-typo", "devices=:al", ":devices must be", "did you mean 'all'"),
+    override_case("seed-not-an-integer", "seed=1.5", "override 'seed=1.5': :seed must be an integer >= 0, got 1.5"),
+    override_case("epoch-size-below-batch", "epoch-size=50", ":epoch-size 50", "try 100"),
+    override_case("steps-per-call-not-dividing", "steps-per-call=7", ":steps-per-call 7", "2000 steps", "try 8"),
     Case("config-name-typo", ("train", "fruad"), ("'fruad'", "did you mean 'fraud'", KNOWN_CONFIGS)),
     config_case("config-not-a-map", "[{:type :input :size 29}]\n", "must be an EDN map", "got [{:type :input"),
     config_case(
@@ -455,6 +493,10 @@ CASES = [
         ("{run}", "inference.json"),
         prepare=remove("inference.json"),
     ),
+    predict_case("predict-output-is-a-folder", "{work}", "is a folder", input_csv=fraud_csv(), out="{work}"),
+    predict_case(
+        "predict-output-is-its-input", "{work}/in.csv", "is the input file", input_csv=fraud_csv(), out="{work}/in.csv"
+    ),
     Case(
         "predict-run-dir-does-not-exist",
         ("predict", "{missing}", "{work}/in.csv", "-o", "{work}/out.csv"),
@@ -465,7 +507,7 @@ CASES = [
         "predict-input-missing-feature",
         "{work}/in.csv",
         "missing column(s) V3;",
-        "the network needs V1",
+        "scoring needs V1",
         input_csv=fraud_csv(columns=NO_V3),
     ),
     predict_case(
@@ -479,7 +521,11 @@ CASES = [
     ),
     # ------------------------------------------------------------------ resume
     Case("resume-other-key", ("resume", "{run}", "seed=3"), ("only epoch-count may change", "'seed'")),
-    Case("resume-finished-run", ("resume", "{run}"), ("{run}", "already ran 1 of 1 epochs", "epoch-count=N")),
+    Case(
+        "resume-finished-run",
+        ("resume", "{run}"),
+        ("{run}", "already ran 1 epochs (:epoch-count 1)", "epoch-count=N with N > 1"),
+    ),
     Case(
         "resume-one-process-run-on-two",
         (
