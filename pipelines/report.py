@@ -83,8 +83,10 @@ def fpml_row(name: str, config_name: str, split: Sequence[str], run_dir: Path, o
     and read the run folder back. Training seconds: the epochs' wall-clock (compile and evaluation included)."""
     args = [*split, f"run-dir={run_dir}", *overrides]
     cfg = config.load(config_name, args)
-    done = subprocess.run(
-        [sys.executable, "-m", "fpml", "train", config_name, *args, "--quiet"], capture_output=True, text=True
+    done = subprocess.run(  # compile-cache=nil: every row pays its compilation, as the baselines pay theirs
+        [sys.executable, "-m", "fpml", "train", config_name, *args, "compile-cache=nil", "--quiet"],
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise SystemExit(f"fpml train {config_name} failed: {done.stderr.strip()}")
