@@ -254,9 +254,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "",
         "Every row of a split is trained and tested on the same split of the same data, in this one run. "
         "Training seconds are wall-clock on this machine: scikit-learn's `fit` (random forest with `n_jobs=-1`), "
-        "and fpml's epochs as `fpml train` runs them with its defaults (compilation and the per-epoch evaluation "
-        "included; data preparation excluded for both). The post rows pick their best epoch on the test set, "
-        "as the post did (an "
+        "and fpml's epochs as `fpml train` runs them with its defaults and no compilation cache (compilation and "
+        "the per-epoch evaluation included; data preparation excluded for both). "
+        "The post rows pick their best epoch on the test set, as the post did (an "
         "optimistic choice, kept for faithfulness); fpml-best picks its epoch and decision threshold on a "
         "validation part of the training data; the baselines use their defaults at threshold 0.5.",
     ]
