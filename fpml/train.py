@@ -8,9 +8,11 @@ Batches are always full: the stream is infinite, so an epoch is exactly ``epoch_
 full batches (``epoch_size`` must be a multiple of ``batch_size``). Evaluation runs on the whole test
 array in one call, so there is no partial batch anywhere.
 
-Keys: ``key`` is split by ``fold_in`` into a stream key and a noise key; epoch ``e`` uses
-``fold_in(stream_key, e)``-derived permutations and step ``s`` of it the dropout key
-``fold_in(fold_in(noise_key, e), s)``. Same key, same bytes.
+Keys: ``key`` is split by ``fold_in`` into a stream key and a noise key. The stream shuffles class ``c``
+afresh on every pass ``p`` through it, with the permutation keyed by ``fold_in(fold_in(stream_key, c), p)``;
+epoch ``e`` takes the next ``epoch_size / classes`` positions of each class's sequence
+(:mod:`fpml.data.stream`). Step ``s`` of epoch ``e`` gets the dropout key ``fold_in(fold_in(noise_key, e), s)``.
+Same key, same bytes.
 """
 
 from __future__ import annotations
