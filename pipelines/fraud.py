@@ -24,6 +24,7 @@ from rich.console import Console
 from fpml import checkpoint, config, distributed, edn, losses, metrics, network, optim, plots, progress, train
 from fpml.data import io, kaggle, storage, stream, synthetic, transforms
 from fpml.data.dataset import Dataset
+from fpml.edn import Keyword
 from fpml.errors import CheckpointError, ConfigError, DataError
 from fpml.files import atomic_write, write_text
 
@@ -165,9 +166,15 @@ def run(
     if jax.process_index() != 0:  # only process 0 writes and talks
         return _train(cfg, name, data, None, None, quiet=True, plain=plain, console=console)
     run_dir = new_run_dir(cfg["run-dir"], name)
-    write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
+    write_text(run_dir / "config.edn", edn.pretty(_with_absolute_paths(cfg)) + "\n")
     write_text(run_dir / "data.txt", data.source + "\n")
     return _train(cfg, name, data, run_dir, None, quiet=quiet, plain=plain, console=console)
+
+
+def _with_absolute_paths(cfg: Mapping) -> Mapping:
+    """``cfg`` with :data (a CSV path) and :data-dir absolute, so a run folder is usable from any folder."""
+    data = cfg["data"] if isinstance(cfg["data"], Keyword) else str(Path(cfg["data"]).resolve())
+    return cfg.set("data", data).set("data-dir", str(Path(cfg["data-dir"]).resolve()))
 
 
 def resume(

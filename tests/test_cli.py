@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fpml import checkpoint, config
+from fpml.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -57,6 +58,21 @@ def test_a_second_run_reuses_the_compilation_cache(tmp_path):
         logs.append([json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()])
     assert files == first  # the second run compiled nothing new
     assert logs[0] == logs[1]
+
+
+def test_a_run_on_relative_paths_is_usable_from_any_folder(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    synthetic.generate(seed=2, rows=6000, frauds=60).to_csv(work / "data.csv", index=False)
+    small = [o for o in SMALL if not o.startswith(("data=", "synthetic="))]
+    out = fpml("train", str(ROOT / "configs/fraud.edn"), "data=data.csv", *small, "run-dir=runs", "--quiet", cwd=work)
+    assert out.returncode == 0, out.stderr
+    (run,) = (work / "runs").iterdir()
+    saved = config.from_text((run / "config.edn").read_text())
+    assert saved["data"] == str(work / "data.csv") and saved["data-dir"] == str(work / "data")
+    evaluated = fpml("evaluate", str(run), cwd=tmp_path)  # from another folder: the run's own test split
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "the run's test set" in evaluated.stdout
 
 
 def test_describe_prints_the_layer_table():
