@@ -160,3 +160,15 @@ def test_run_with_a_tuned_threshold(tmp_path):
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["threshold"] for r in log] == [r.metrics["threshold"] for r in result.result.history]
     assert (result.run_dir / "best.npz").is_file()
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 2_000])
+def test_a_csv_whose_label_column_has_another_name(tmp_path, chunk_rows):
+    frame = synthetic.generate(seed=3, rows=6_000, frauds=60)
+    frame.rename(columns={"Class": "Fraud"}).to_csv(tmp_path / "renamed.csv", index=False)
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    common = ["test-size=1500", f"data-dir={tmp_path}", f"chunk-rows={'nil' if chunk_rows is None else chunk_rows}"]
+    common += [] if chunk_rows is None else ["steps-per-call=10"]
+    renamed = fraud.prepare(config.load("fraud", [f"data={tmp_path / 'renamed.csv'}", "label=Fraud", *common]))
+    plain = fraud.prepare(config.load("fraud", [f"data={tmp_path / 'plain.csv'}", *common]))
+    assert np.array_equal(renamed.train.x, plain.train.x) and np.array_equal(renamed.test.y, plain.test.y)

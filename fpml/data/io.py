@@ -15,6 +15,11 @@ from fpml.errors import DataError
 CREDITCARD_COLUMNS: tuple[str, ...] = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class")
 
 
+def fraud_schema(label: str = "Class") -> tuple[str, ...]:
+    """The credit-card columns with the label column named ``label`` (``:label`` in a config)."""
+    return (*CREDITCARD_COLUMNS[:-1], label)
+
+
 def _where(source: str, column: str, row: int) -> str:
     return f"{source}: column {column}, data row {row + 1} (line {row + 2} of the file)"
 
@@ -56,8 +61,8 @@ def validate_frame(
             [f"unexpected column(s) {', '.join(map(str, extra))}"] if extra else []
         )
         expected = (
-            "the fraud schema Time, V1..V28, Amount, Class"
-            if tuple(columns) == CREDITCARD_COLUMNS
+            f"the fraud schema Time, V1..V28, Amount, {label}"
+            if tuple(columns) == fraud_schema(label)
             else ", ".join(columns)
         )
         raise DataError(f"{source}: {'; '.join(parts)}; expected {expected}")

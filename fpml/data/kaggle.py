@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from fpml.data.io import CREDITCARD_COLUMNS, read_csv, read_csv_chunks
+from fpml.data.io import fraud_schema, read_csv, read_csv_chunks
 from fpml.errors import DataError
 from fpml.files import atomic_write
 
@@ -121,7 +121,7 @@ def load_frame(source: Source, label: str = "Class") -> pd.DataFrame:
                     return pd.DataFrame(z["values"], columns=[str(c) for c in z["columns"]]).astype({label: np.int64})
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # a damaged cache is rebuilt below
-    frame = read_csv(source.path, CREDITCARD_COLUMNS, label)
+    frame = read_csv(source.path, fraud_schema(label), label)
     if source.verified:
         with atomic_write(cache, "wb") as handle:
             np.savez(
@@ -135,4 +135,4 @@ def load_frame(source: Source, label: str = "Class") -> pd.DataFrame:
 
 def load_chunks(source: Source, chunk_rows: int, label: str = "Class") -> Iterator[pd.DataFrame]:
     """The validated table of ``source``, ``chunk_rows`` rows at a time (for data larger than memory)."""
-    return read_csv_chunks(source.path, chunk_rows, CREDITCARD_COLUMNS, label)
+    return read_csv_chunks(source.path, chunk_rows, fraud_schema(label), label)
