@@ -131,7 +131,8 @@ def _step_fn(network: Network, loss: losses.Loss, optimizer: optax.GradientTrans
     return step
 
 
-def _check_sizes(epoch_size: int, batch_size: int, mesh: Mesh | None) -> None:
+def check_sizes(epoch_size: int, batch_size: int, mesh: Mesh | None) -> None:
+    """An epoch is whole batches, and a batch splits evenly over the devices of ``mesh``."""
     if epoch_size % batch_size:
         raise ConfigError(f":epoch-size {epoch_size} is not a multiple of :batch-size {batch_size}")
     if mesh is not None and batch_size % mesh.size:
@@ -163,7 +164,7 @@ def make_epoch(
     parameters and optimizer state stay replicated; XLA inserts the gradient all-reduce. Place the
     arguments with :func:`replicate` first.
     """
-    _check_sizes(epoch_size, batch_size, mesh)
+    check_sizes(epoch_size, batch_size, mesh)
     steps = epoch_size // batch_size
     step = _step_fn(network, loss, optimizer, mesh)
 
@@ -232,7 +233,7 @@ def chunked_epoch(
     process draws ``batch_size / processes`` rows of every batch from its own stream, and the parts are
     joined into global batches sharded over the ``mesh`` (which must span every process's devices).
     """
-    _check_sizes(epoch_size, batch_size, mesh)
+    check_sizes(epoch_size, batch_size, mesh)
     steps = epoch_size // batch_size
     if steps % steps_per_call:
         raise ConfigError(f":steps-per-call {steps_per_call} does not divide the {steps} steps of an epoch")

@@ -116,7 +116,8 @@ def _counts(data: Dataset) -> str:
 
 
 def check_fits(cfg: Mapping, data: Prepared) -> None:
-    """The network must take the data's features and give one output per class; a batch must fit the data."""
+    """The network must take the data's features and give one output per class; a batch must fit the data and
+    split evenly over the devices."""
     net, features, classes = network.build(cfg["network"]), data.train.features, data.train.y.shape[1]
     if net.input_size != len(features):
         raise ConfigError(
@@ -130,6 +131,13 @@ def check_fits(cfg: Mapping, data: Prepared) -> None:
         )
     if cfg["batch-size"] > len(data.train):
         raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
+    train.check_sizes(cfg["epoch-size"], cfg["batch-size"], _mesh(cfg))
+
+
+def _mesh(cfg: Mapping) -> jax.sharding.Mesh | None:
+    """The data mesh of ``:devices`` (every device of every process in a multi-process run), or ``None``."""
+    devices = jax.device_count() if cfg["devices"] == "all" or jax.process_count() > 1 else cfg["devices"]
+    return train.data_mesh(devices) if devices > 1 else None
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
@@ -267,8 +275,8 @@ def _train(
     optimizer = optim.optimizer(cfg["optimizer"])
     judge = data.validation if data.validation is not None else data.test
     tune = cfg["threshold"] == "tune"
-    devices = jax.device_count() if cfg["devices"] == "all" or jax.process_count() > 1 else cfg["devices"]
-    mesh = train.data_mesh(devices) if devices > 1 else None
+    mesh = _mesh(cfg)
+    devices = 1 if mesh is None else mesh.size
     if not quiet:
         used = ", ".join(str(d) for d in jax.devices()[:devices])
         judged = f"validation set {data.validation!r}" if data.validation is not None else "test set (as the post)"

@@ -375,6 +375,11 @@ CASES = [
     ),
     override_case("data-keyword-typo", "data=:synthtic", ":data must be :kaggle", "did you mean 'synthetic'"),
     override_case("threshold-keyword-typo", "threshold=:tun", ":threshold must be", "did you mean 'tune'"),
+    Case(
+        "devices-more-than-the-machine-has",
+        ("train", "fraud", *SMALL, "devices=3", "run-dir={runs}"),
+        (":devices 3 asked for", "xla_force_host_platform_device_count=3"),
+    ),
     override_case("devices-keyword-typo", "devices=:al", ":devices must be", "did you mean 'all'"),
     override_case("seed-not-an-integer", "seed=1.5", "override 'seed=1.5': :seed must be an integer >= 0, got 1.5"),
     override_case("epoch-size-below-batch", "epoch-size=50", ":epoch-size 50", "try 100"),
