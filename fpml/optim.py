@@ -76,6 +76,15 @@ def _call(fn: Callable, args: Mapping[str, Any], where: str) -> Any:
             raise ConfigError(
                 f"{where}: unknown argument :{key}{did_you_mean(key, kebab)}; allowed: {one_of(':' + k for k in kebab)}"
             )
+    required = [
+        name.replace("_", "-")
+        for name, p in accepted.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and name.replace("_", "-") not in {_snake(k).replace("_", "-") for k in args}
+    ]
+    if required:
+        raise ConfigError(f"{where}: missing {', '.join(':' + r for r in required)}")
     try:
         return fn(**{_snake(k): (dict(v) if isinstance(v, Mapping) else v) for k, v in args.items()})
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as err:

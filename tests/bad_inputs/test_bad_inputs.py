@@ -373,6 +373,11 @@ CASES = [
         ("train", "fraud", *SMALL, "validation-size=5000", "run-dir={runs}"),
         (":validation-size 5000 leaves no rows",),
     ),
+    override_case(
+        "schedule-missing-argument",
+        "optimizer.learning-rate={:schedule :cosine-decay :init-value 1e-3}",
+        "schedule :cosine-decay: missing :decay-steps",
+    ),
     override_case("data-keyword-typo", "data=:synthtic", ":data must be :kaggle", "did you mean 'synthetic'"),
     override_case("threshold-keyword-typo", "threshold=:tun", ":threshold must be", "did you mean 'tune'"),
     Case(
