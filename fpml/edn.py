@@ -103,7 +103,9 @@ def loads(text: str, source: str = "<edn>") -> Any:
         forms = edn_format.loads_all(text)
     except edn_format.EDNDecodeError as err:
         raise _syntax_error(text, source, err) from None
-    except (NotImplementedError, ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as err:
+    except NotImplementedError:  # edn_format: "Don't know how to handle tag ..."
+        raise ConfigError(f"{source}: EDN cannot be read: an unknown #tag (fpml reads plain data)") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as err:
         raise ConfigError(f"{source}: EDN cannot be read: {err}") from None
     if len(forms) != 1:
         raise ConfigError(f"{source}: expected one EDN form, found {len(forms)}")

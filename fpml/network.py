@@ -70,7 +70,9 @@ def _where(index: int, layer: Mapping) -> str:
 
 def _check_layer(index: int, layer: Any) -> PMap:
     if not isinstance(layer, Mapping):
-        raise ConfigError(f"network layer {index}: expected a map like {{:type :linear :size 10}}, got {layer!r}")
+        raise ConfigError(
+            f"network layer {index}: expected a map like {{:type :linear :size 10}}, got {edn.dumps(layer)[:60]}"
+        )
     kind = layer.get("type")
     if kind is None:
         raise ConfigError(f"network layer {index}: missing :type (one of {one_of(LAYER_TYPES)})")

@@ -159,9 +159,12 @@ def log1p_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ConfigError(f":log1p-columns names column(s) not in the data: {', '.join(missing)}")
-    negative = [c for c in columns if (frame[c] < 0).any()]
-    if negative:
-        raise DataError(f"column(s) {', '.join(negative)} hold negative values; log1p needs values >= 0")
+    for column in columns:
+        below = frame[column][frame[column] < 0]
+        if len(below):
+            raise DataError(
+                f"column {column} holds {len(below)} negative value(s), e.g. {below.iloc[0]:g}; log1p needs values >= 0"
+            )
     return frame.assign(**{c: np.log1p(frame[c]) for c in columns})
 
 

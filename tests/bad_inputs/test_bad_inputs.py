@@ -373,6 +373,14 @@ CASES = [
         ("train", "fraud", *SMALL, "validation-size=5000", "run-dir={runs}"),
         (":validation-size 5000 leaves no rows",),
     ),
+    override_case("unknown-edn-tag", "seed=#foo {}", "an unknown #tag"),
+    override_case("layer-nil", "network.1=nil", "network layer 1: expected a map", "got nil"),
+    Case(
+        "data-log1p-negative",
+        ("train", "fraud", "data={work}/data.csv", *DATA_SMALL, 'log1p-columns=["Amount"]', "run-dir={runs}"),
+        ("column Amount holds 1 negative value(s), e.g. -3.5", "log1p needs values >= 0"),
+        {"data.csv": fraud_csv(cells={(6, "Amount"): "-3.5"})},
+    ),
     override_case(
         "schedule-missing-argument",
         "optimizer.learning-rate={:schedule :cosine-decay :init-value 1e-3}",
