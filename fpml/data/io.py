@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,12 +82,22 @@ def check_classes(classes: set[int], source: str, label: str = "Class") -> None:
         raise DataError(f"{source}: column {label} holds only class {min(classes)}; need both 0 and 1")
 
 
+def _check_header(path: Path) -> None:
+    """A column named twice is an error (pandas would silently rename the second one ``NAME.1``)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), [])
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
+
+
 @contextmanager
 def _reading(path: Path) -> Iterator[None]:
     """Clear errors for a missing, empty or unparsable CSV."""
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
+        _check_header(path)
         yield
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None

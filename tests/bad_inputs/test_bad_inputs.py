@@ -463,6 +463,11 @@ CASES = [
     ),
     data_case("data-nan", fraud_csv(cells={(3, "V5"): "NaN"}), "column V5", "data row 3", "'NaN'", "finite number"),
     data_case("data-inf", fraud_csv(cells={(12, "Amount"): "inf"}), "column Amount", "data row 12", "'inf'"),
+    data_case(
+        "data-duplicate-column",
+        fraud_csv(header=[*CREDITCARD_COLUMNS[:2], "V1", *CREDITCARD_COLUMNS[3:]]),
+        "column(s) V1 appear more than once",
+    ),
     data_case("data-huge", fraud_csv(cells={(5, "V2"): "1e39"}), "column V2", "data row 5", "'1e39'", "float32"),
     data_case("data-label-2", fraud_csv(cells={(9, "Class"): "2"}), "column Class", "data row 9", "'2'", "0 or 1"),
     data_case("data-single-class", fraud_csv(label="0"), "column Class", "only class 0", "both 0 and 1"),
