@@ -76,6 +76,58 @@ def _odd_map(text: str) -> str:
     return found
 
 
+_OPENERS = {"MAP_START": "map", "SET_START": "set", "VECTOR_START": "vector", "LIST_START": "list"}
+_CLOSERS = {"MAP_OR_SET_END", "VECTOR_END", "LIST_END"}
+
+
+def _duplicate_key(text: str) -> tuple[str, int] | None:
+    """The first key written twice in one map of ``text`` (EDN forbids it; edn_format keeps the last), as
+    ``(key as written, offset)``.
+
+    Walks edn_format's tokens: each open collection counts its elements; in a map, every even element is
+    a key. ``#_`` discards the next element and a ``#tag`` prefixes it, so neither counts.
+    """
+    lexer = edn_format.edn_lex.lex()
+    lexer.input(text)
+    stack: list[list] = []  # [kind, elements so far, keys seen]
+    skip = 0  # elements still to discard (#_)
+
+    def element(token) -> None:
+        nonlocal skip
+        if skip:
+            skip -= 1
+            return
+        if stack:
+            frame = stack[-1]
+            if frame[0] == "map" and frame[1] % 2 == 0 and token is not None:
+                name = str(token.value)
+                key = (token.type, name)
+                if key in frame[2]:
+                    raise _Found(f'"{name}"' if token.type == "STRING" else name, token.lexpos)  # :kw prints as :kw
+                frame[2].add(key)
+            frame[1] += 1
+
+    try:
+        for token in lexer:
+            if token.type in _OPENERS:
+                stack.append([_OPENERS[token.type], 0, set(), skip])
+                skip = 0
+            elif token.type in _CLOSERS and stack:
+                skip = stack.pop()[3]
+                element(None)  # the collection just closed is one element of its parent
+            elif token.type == "DISCARD":
+                skip += 1
+            elif token.type != "TAG":
+                element(token)
+    except _Found as found:
+        return found.args
+    return None
+
+
+class _Found(Exception):
+    pass
+
+
 def _syntax_error(text: str, source: str, err: Exception) -> ConfigError:
     message = str(err)
     token = re.match(r"LexToken\((\w+),'?(.*?)'?,\d+,(\d+)\)", message)
@@ -109,6 +161,10 @@ def loads(text: str, source: str = "<edn>") -> Any:
         raise ConfigError(f"{source}: EDN cannot be read: {err}") from None
     if len(forms) != 1:
         raise ConfigError(f"{source}: expected one EDN form, found {len(forms)}")
+    duplicate = _duplicate_key(text)
+    if duplicate is not None:
+        key, offset = duplicate
+        raise ConfigError(f"{source}: the key {key} appears twice in one map, at {_position(text, offset)}")
     return _freeze(forms[0], source)
 
 

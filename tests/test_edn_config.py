@@ -531,3 +531,22 @@ def test_bad_schedule_argument_is_a_config_error():
     )
     with pytest.raises(ConfigError):
         config.from_text(text)
+
+
+@pytest.mark.parametrize(
+    "text, key, column",
+    [
+        ("{:a 1 :a 2}", ":a", 7),
+        ('{"x" 1 "x" 2}', '"x"', 8),
+        ("{:a #{1} :b (1 2) :c {:d 1 :d 2}}", ":d", 28),
+        ("{:net [{:a 1}] :seed 1 #_ :x :seed 2}", ":seed", 30),
+    ],
+)
+def test_a_key_written_twice_in_one_map_is_an_error(text, key, column):
+    with pytest.raises(ConfigError, match=f"the key {key} appears twice in one map, at line 1, column {column}"):
+        edn.loads(text)
+
+
+@pytest.mark.parametrize("text", ["{:a 1 :b {:a 2}}", "{:a [1 :a 2] :b 3}", "[{:a 1} {:a 1}]", "{:a 1 #_ {:z 1} :b 2}"])
+def test_the_same_key_in_different_maps_is_fine(text):
+    assert edn.loads(text) is not None
