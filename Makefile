@@ -30,7 +30,7 @@ report: $(STAMP)
 	$(BIN)/python -m pipelines.report $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not real_data" fpml tests
+	$(BIN)/python -m pytest -m "not real_data" --durations=15 fpml tests
 
 test-real: $(STAMP)
 	$(BIN)/fpml data
