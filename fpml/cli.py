@@ -12,17 +12,6 @@ from pathlib import Path
 from fpml.errors import FpmlError, TrainingInterrupted
 
 
-def _start_jax(cfg, *, shared_host: bool = False) -> None:
-    """Process-level choices, before JAX starts: the backend, and the CPU cores for small networks (not when
-    several processes may share the host, where confining each to 'the first core' would stack them)."""
-    from fpml import runtime
-
-    runtime.select_platform(cfg["platform"])
-    runtime.use_compilation_cache(cfg["compile-cache"])
-    if cfg["platform"] != "gpu" and not shared_host:
-        runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
-
-
 def _process_flags(args: argparse.Namespace) -> list[str]:
     """``--coordinator/--num-processes/--process-id`` as config overrides."""
     flags = []
@@ -35,12 +24,17 @@ def _process_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _start(cfg) -> None:
-    """Join the other processes of a multi-process run (before anything touches a device), then start JAX."""
-    if cfg["coordinator"] is not None:
-        from fpml import distributed
+    """Process-level choices, before anything touches a device: join the other processes of a multi-process
+    run, then the backend, the compilation cache, and the CPU cores for small networks (not when several
+    processes may share the host, where confining each to 'the first core' would stack them)."""
+    from fpml import distributed, runtime
 
+    if cfg["coordinator"] is not None:
         distributed.initialize(cfg["coordinator"], cfg["num-processes"], cfg["process-id"])
-    _start_jax(cfg, shared_host=cfg["coordinator"] is not None)
+    runtime.select_platform(cfg["platform"])
+    runtime.use_compilation_cache(cfg["compile-cache"])
+    if cfg["platform"] != "gpu" and cfg["coordinator"] is None:
+        runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from pyrsistent import PMap, PVector, pmap
 
 from fpml import edn, layers, losses, network, optim
 from fpml.edn import Keyword
-from fpml.errors import ConfigError, did_you_mean, one_of
+from fpml.errors import ConfigError, did_you_mean, nearest_divisor, one_of
 
 CONFIG_DIR = Path("configs")
 
@@ -285,11 +285,9 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
     _check_stream(cfg, max(net.output_size, 2), source)  # one output (a logistic head) is two classes
     steps = cfg["epoch-size"] // cfg["batch-size"]
     if cfg["steps-per-call"] is not None and steps % cfg["steps-per-call"]:
-        divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
-        nearest = min(divisors, key=lambda d: abs(d - cfg["steps-per-call"]))
         raise ConfigError(
             f"{source}: :steps-per-call {cfg['steps-per-call']} does not divide the {steps} steps of an epoch "
-            f"(:epoch-size / :batch-size); try {nearest}"
+            f"(:epoch-size / :batch-size); try {nearest_divisor(steps, cfg['steps-per-call'])}"
         )
     if cfg["chunk-rows"] is not None and cfg["steps-per-call"] is None:
         raise ConfigError(

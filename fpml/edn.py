@@ -76,7 +76,7 @@ def _odd_map(text: str) -> str:
     return found
 
 
-_OPENERS = {"MAP_START": "map", "SET_START": "set", "VECTOR_START": "vector", "LIST_START": "list"}
+_OPENERS = {"MAP_START", "SET_START", "VECTOR_START", "LIST_START"}
 _CLOSERS = {"MAP_OR_SET_END", "VECTOR_END", "LIST_END"}
 
 
@@ -89,43 +89,29 @@ def _duplicate_key(text: str) -> tuple[str, int] | None:
     """
     lexer = edn_format.edn_lex.lex()
     lexer.input(text)
-    stack: list[list] = []  # [kind, elements so far, keys seen]
+    frames: list[list] = []  # per open collection: [is a map, elements so far, keys seen, discards outside it]
     skip = 0  # elements still to discard (#_)
-
-    def element(token) -> None:
-        nonlocal skip
+    for token in lexer:
+        if token.type in _OPENERS:
+            frames.append([token.type == "MAP_START", 0, set(), skip])
+            skip = 0
+            continue
+        if token.type in _CLOSERS and frames:
+            skip, token = frames.pop()[3], None  # the closed collection is one element of its parent
+        elif token.type in ("DISCARD", "TAG"):
+            skip += token.type == "DISCARD"
+            continue
         if skip:
             skip -= 1
-            return
-        if stack:
-            frame = stack[-1]
-            if frame[0] == "map" and frame[1] % 2 == 0 and token is not None:
-                name = str(token.value)
-                key = (token.type, name)
-                if key in frame[2]:
-                    raise _Found(f'"{name}"' if token.type == "STRING" else name, token.lexpos)  # :kw prints as :kw
-                frame[2].add(key)
+        elif frames:
+            is_map, count, keys, _ = frame = frames[-1]
+            if is_map and count % 2 == 0 and token is not None:
+                key = (token.type, str(token.value))  # a keyword's str is :name
+                if key in keys:
+                    return (f'"{key[1]}"' if token.type == "STRING" else key[1]), token.lexpos
+                keys.add(key)
             frame[1] += 1
-
-    try:
-        for token in lexer:
-            if token.type in _OPENERS:
-                stack.append([_OPENERS[token.type], 0, set(), skip])
-                skip = 0
-            elif token.type in _CLOSERS and stack:
-                skip = stack.pop()[3]
-                element(None)  # the collection just closed is one element of its parent
-            elif token.type == "DISCARD":
-                skip += 1
-            elif token.type != "TAG":
-                element(token)
-    except _Found as found:
-        return found.args
     return None
-
-
-class _Found(Exception):
-    pass
 
 
 def _syntax_error(text: str, source: str, err: Exception) -> ConfigError:

@@ -82,6 +82,18 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def nearest_divisor(n: int, near: int, step: int = 1) -> int | None:
+    """The multiple of ``step`` that divides ``n`` and is nearest ``near`` (a suggestion for a size), if any.
+
+    >>> nearest_divisor(2000, 7), nearest_divisor(200_000, 100, step=8)
+    (8, 80)
+    """
+    if n % step:
+        return None
+    fits = (step * d for d in range(1, min(n // step, 100_000) + 1) if (n // step) % d == 0)
+    return min(fits, key=lambda b: abs(b - near), default=None)
+
+
 def one_of(choices: Iterable[str]) -> str:
     """``choices`` as a sorted, readable list for messages."""
     return ", ".join(sorted(str(c) for c in choices))

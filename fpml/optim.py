@@ -76,12 +76,11 @@ def _call(fn: Callable, args: Mapping[str, Any], where: str) -> Any:
             raise ConfigError(
                 f"{where}: unknown argument :{key}{did_you_mean(key, kebab)}; allowed: {one_of(':' + k for k in kebab)}"
             )
+    given = {_snake(k) for k in args}
     required = [
         name.replace("_", "-")
         for name, p in accepted.items()
-        if p.default is inspect.Parameter.empty
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and name.replace("_", "-") not in {_snake(k).replace("_", "-") for k in args}
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in given
     ]
     if required:
         raise ConfigError(f"{where}: missing {', '.join(':' + r for r in required)}")

@@ -34,7 +34,7 @@ from fpml import checkpoint, losses, metrics
 from fpml.data import storage
 from fpml.data.dataset import Dataset
 from fpml.data.stream import Stream, epoch_indices
-from fpml.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from fpml.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted, nearest_divisor
 from fpml.files import uninterrupted, write_text
 from fpml.network import Network, Params
 
@@ -136,9 +136,8 @@ def check_sizes(epoch_size: int, batch_size: int, mesh: Mesh | None) -> None:
     if epoch_size % batch_size:
         raise ConfigError(f":epoch-size {epoch_size} is not a multiple of :batch-size {batch_size}")
     if mesh is not None and batch_size % mesh.size:
-        multiples = (k * mesh.size for k in range(1, min(epoch_size // mesh.size, 100_000) + 1))
-        fits = [b for b in multiples if epoch_size % b == 0]
-        hint = f" (try :batch-size {min(fits, key=lambda b: abs(b - batch_size))})" if fits else ""
+        fits = nearest_divisor(epoch_size, batch_size, step=mesh.size)
+        hint = f" (try :batch-size {fits})" if fits else ""
         raise ConfigError(f":batch-size {batch_size} is not divisible by the {mesh.size} devices of the mesh{hint}")
 
 
