@@ -1,10 +1,11 @@
 """Many processes (hosts) on JAX's own engine: ``jax.distributed`` set-up and each process's share of the data.
 
 Every process runs the same program. :func:`initialize` must run before anything touches a device. Each
-process then keeps only its shard of the training rows (:func:`process_shard`); the chunked epoch
-(``fpml.train.chunked_epoch``) gathers each process's part of every batch from its own shard, and
-``jax.make_array_from_process_local_data`` joins the parts into one global batch sharded over all
-devices of all processes. Only process 0 writes files.
+process then reads and prepares only its own part of the data (:func:`process_slice` of the rows, or
+its byte range of a CSV: ``fpml.data.io.part_bytes``), exchanging only statistics and the held-out
+rows (:func:`all_rows`); the chunked epoch (``fpml.train.chunked_epoch``) draws each process's part of
+every batch from its own shard, and ``jax.make_array_from_process_local_data`` joins the parts into one
+global batch sharded over all devices of all processes. Only process 0 writes files.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from jax._src import xla_bridge
+from jax.experimental import multihost_utils
 
 from fpml.data.dataset import Dataset
 from fpml.data.transforms import take
@@ -47,13 +49,38 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
         ) from None
 
 
-def process_rows(n_rows: int, process_index: int, process_count: int) -> np.ndarray:
-    """The rows process ``process_index`` keeps: every ``process_count``-th, starting at its index."""
-    return np.arange(process_index, n_rows, process_count)
+def process_slice(n_rows: int, process_index: int, process_count: int) -> slice:
+    """The contiguous rows process ``process_index`` of ``process_count`` keeps (sizes differ by at most one).
+
+    >>> [process_slice(10, p, 3) for p in range(3)]
+    [slice(0, 3, None), slice(3, 6, None), slice(6, 10, None)]
+    """
+    return slice(n_rows * process_index // process_count, n_rows * (process_index + 1) // process_count)
 
 
 def process_shard(data: Dataset, process_index: int | None = None, process_count: int | None = None) -> Dataset:
-    """This process's shard of ``data`` (all of it in a single-process run)."""
+    """This process's shard of ``data`` (:func:`process_slice`; all of it in a single-process run)."""
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
-    return data if count == 1 else take(data, process_rows(len(data), index, count))
+    rows = process_slice(len(data), index, count)
+    return data if count == 1 else take(data, np.arange(rows.start, rows.stop))
+
+
+def all_rows(array: np.ndarray) -> np.ndarray:
+    """Every process's rows of ``array``, concatenated in process order; the array itself in one process.
+
+    Processes may hold different numbers of rows. The bytes travel unchanged (``jax.experimental.
+    multihost_utils.process_allgather`` over a ``uint8`` view), so float64 statistics keep their
+    precision even where JAX computes in float32. Every process must call it, in the same order.
+    """
+    array = np.ascontiguousarray(array)
+    if jax.process_count() == 1:
+        return array
+    counts = multihost_utils.process_allgather(np.array([len(array)], np.int64).view(np.uint32))
+    counts = np.ascontiguousarray(counts).view(np.int64).ravel()
+    row_bytes = array.reshape(len(array), int(np.prod(array.shape[1:]))).view(np.uint8)
+    padded = np.zeros((max(int(counts.max()), 1), row_bytes.shape[1]), np.uint8)
+    padded[: len(array)] = row_bytes
+    gathered = multihost_utils.process_allgather(padded)
+    rows = np.concatenate([part[:n] for part, n in zip(gathered, counts, strict=True)])
+    return rows.view(array.dtype).reshape(-1, *array.shape[1:])

@@ -9,6 +9,7 @@ Run it with ``make train CONFIG=fraud`` or ``fpml train fraud [key=value ...]``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -23,7 +24,7 @@ from rich.console import Console
 
 from fpml import checkpoint, config, distributed, edn, losses, metrics, network, optim, plots, progress, train
 from fpml.data import io, kaggle, storage, stream, synthetic, transforms
-from fpml.data.dataset import Dataset
+from fpml.data.dataset import Dataset, dataset
 from fpml.edn import Keyword
 from fpml.errors import CheckpointError, ConfigError, DataError
 from fpml.files import atomic_write, write_text
@@ -62,57 +63,138 @@ def features(cfg: Mapping, frame: pd.DataFrame) -> Dataset:
     )
 
 
-def load_data(cfg: Mapping, *, quiet: bool = False) -> tuple[Dataset, str]:
+def load_data(cfg: Mapping, *, quiet: bool = False, part: tuple[int, int] = (0, 1)) -> tuple[Dataset, str]:
     """The table named by ``:data`` as features and labels, and where it came from.
 
     With ``:chunk-rows N`` the CSV is read N rows at a time, each chunk goes through :func:`features`,
     and the rows are kept in memory-mapped files in ``:data-dir`` (data larger than host memory).
+    ``part=(index, count)`` reads only that part of the rows (process ``index`` of ``count``): a CSV's
+    byte range (``fpml.data.io.part_bytes``), or a contiguous slice of the synthetic table.
     """
-    chunk_rows = cfg["chunk-rows"]
-    if chunk_rows is None:
+    chunk_rows, (index, count) = cfg["chunk-rows"], part
+    if chunk_rows is None and count == 1:
         frame, source = load_frame(cfg, quiet=quiet)
         return features(cfg, frame), source
     if cfg["data"] == "synthetic":  # the generator is in memory; it is still fed through in chunks
         frame, source = load_frame(cfg, quiet=quiet)
-        frames = (frame.iloc[s] for s in storage.row_blocks(len(frame), chunk_rows))
+        frame = frame.iloc[distributed.process_slice(len(frame), index, count)]
+        frames = (frame.iloc[s] for s in storage.row_blocks(len(frame), chunk_rows or max(len(frame), 1)))
     else:
         found = kaggle.obtain(cfg["data"], Path(cfg["data-dir"]), quiet=quiet)
-        frames, source = kaggle.load_chunks(found, chunk_rows, cfg["label"]), found.description
-    data = transforms.concatenate((features(cfg, frame) for frame in frames), cfg["data-dir"])
-    return data, f"{source}, read {chunk_rows} rows at a time into memory-mapped files"
+        frames = kaggle.load_chunks(found, chunk_rows, cfg["label"], part if count > 1 else None)
+        source = found.description
+    frames = iter(frames)
+    first = next(frames, None)
+    if count > 1 and (first is None or first.empty):
+        raise DataError(f"process {index} of {count} found no rows in its part of {source}: too few rows for {count}")
+    frames = frames if first is None else itertools.chain([first], frames)
+    data = transforms.concatenate((features(cfg, f) for f in frames), None if chunk_rows is None else cfg["data-dir"])
+    if chunk_rows is not None:
+        source += f", read {chunk_rows} rows at a time into memory-mapped files"
+    return data, source
 
 
 def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
-    """Load -> features -> split -> (standardize with training statistics) -> (augment the training positives)."""
-    data, source = load_data(cfg, quiet=quiet)
+    """Load -> features -> split -> (standardize with training statistics) -> (augment the training positives).
+
+    In a multi-process run (``jax.distributed``) each process reads and prepares only its own part of the
+    rows (:func:`load_data`): it splits its part (its share of ``:test-size``/``:validation-size``, with
+    the split key folded with its index), the standardizer and the augmentation use statistics merged over
+    all processes, and the test and validation rows are gathered on every process to judge epochs. Its
+    training rows are its shard of the training data.
+    """
+    part = (jax.process_index(), jax.process_count())
+    data, source = load_data(cfg, quiet=quiet, part=part)
+    per_process = distributed.all_rows(data.class_counts[None, :])  # rows of each class, per process
+    if part[1] > 1:
+        source += f"; {part[1]} processes, each reading its own part: {', '.join(map(str, per_process.sum(1)))} rows"
     split_key = jax.random.key(int(cfg["split-seed"]))
-    train_part, test_part = transforms.split(split_key, cfg["test-size"], data)
+    train_part, test_part = _split_part(split_key, cfg["test-size"], data, per_process.sum(1), part, "test-size")
     validation = None
     if cfg["validation-size"] is not None:
-        train_part, validation = transforms.split(
-            jax.random.fold_in(split_key, VALIDATION_SPLIT), cfg["validation-size"], train_part, "validation-size"
-        )
-    for part, key in ((test_part, "test-size"), (validation, "validation-size")):
-        if part is not None and (part.class_counts == 0).any():
+        key, rows = jax.random.fold_in(split_key, VALIDATION_SPLIT), distributed.all_rows(np.array([len(train_part)]))
+        train_part, validation = _split_part(key, cfg["validation-size"], train_part, rows, part, "validation-size")
+    test_part, validation = _gathered(test_part), validation if validation is None else _gathered(validation)
+    for held_out, key in ((test_part, "test-size"), (validation, "validation-size")):
+        if held_out is not None and (held_out.class_counts == 0).any():
             raise DataError(
-                f"the {key.split('-')[0]} set ({len(part)} rows) holds no rows of class "
-                f"{int(np.flatnonzero(part.class_counts == 0)[0])} (the data: {_counts(data)}); "
+                f"the {key.split('-')[0]} set ({len(held_out)} rows) holds no rows of class "
+                f"{int(np.flatnonzero(held_out.class_counts == 0)[0])} (the data: {_counts(per_process.sum(0))}); "
                 f"it cannot judge a classifier: make :{key} larger"
             )
-    stats = transforms.fit_standardizer(train_part) if cfg["standardize"] else None
+    stats = transforms.fit_standardizer(_all_moments(transforms.moments(train_part.x))) if cfg["standardize"] else None
     if stats is not None:
         scale = transforms.standardize(stats)
         train_part, test_part = scale(train_part), scale(test_part)
         validation = validation if validation is None else scale(validation)
     if cfg["augment"] is not None:
         a = {"target-share": 0.5, "scale": 5000.0, "scale-rule": "euclidean-norm", **cfg["augment"]}
-        key = jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY)
-        train_part = transforms.augment_positives(key, a["target-share"], a["scale"], a["scale-rule"], train_part)
+        key = _part_key(jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY), part)
+        train_part = _augment_part(key, a, train_part, part)
     return Prepared(train_part, validation, test_part, source, stats)
 
 
-def _counts(data: Dataset) -> str:
-    return ", ".join(f"class {c}: {n}" for c, n in enumerate(data.class_counts))
+def _part_key(key: jax.Array, part: tuple[int, int]) -> jax.Array:
+    """``key`` folded with the process index in a multi-process run (each process draws its own numbers)."""
+    return key if part[1] == 1 else jax.random.fold_in(key, part[0])
+
+
+def _split_part(
+    key: jax.Array, size: int | float, data: Dataset, rows: np.ndarray, part: tuple[int, int], name: str
+) -> tuple[Dataset, Dataset]:
+    """This process's part of a stratified split of all processes' ``rows`` (``:test-size`` or
+    ``:validation-size``): ``size`` rows (or that fraction of them), apportioned to the processes by rows."""
+    index, count = part
+    if count == 1:
+        return transforms.split(key, size, data, name)
+    total, n = (int(round(size * rows.sum())) if isinstance(size, float) else int(size)), int(rows.sum())
+    if not 0 < total < n:
+        raise ConfigError(f":{name} {size} leaves no rows for one side of the split ({n} rows in all)")
+    before = int(rows[:index].sum())
+    share = total * (before + len(data)) // n - total * before // n
+    if not 0 < share < len(data):
+        raise DataError(
+            f"process {index} of {count} reads {len(data)} rows, too few to hold its share ({share}) of :{name} "
+            f"{size}: use fewer processes, or more data"
+        )
+    return transforms.split(_part_key(key, part), share, data, name)
+
+
+def _gathered(data: Dataset) -> Dataset:
+    """Every process's rows of ``data``, on every process (in memory)."""
+    if jax.process_count() == 1:
+        return data
+    return dataset(distributed.all_rows(data.x), distributed.all_rows(data.y), data.features)
+
+
+def _all_moments(m: transforms.Moments) -> transforms.Moments:
+    """The moments of every process's rows, merged in process order (``m`` itself in one process)."""
+    parts = distributed.all_rows(np.concatenate([[m.count], m.mean, m.m2])[None, :])
+    width = len(m.mean)
+    merged = [transforms.Moments(int(p[0]), p[1 : 1 + width], p[1 + width :]) for p in parts]
+    return merged[0] if len(merged) == 1 else toolz.reduce(transforms.merge_moments, merged)
+
+
+def _augment_part(key: jax.Array, a: Mapping, data: Dataset, part: tuple[int, int]) -> Dataset:
+    """:func:`transforms.augment_positives` over all processes: planned with merged statistics, each process
+    adding the copies of its own positives (every positive of every process copied equally often)."""
+    if part[1] == 1:
+        return transforms.augment_positives(key, a["target-share"], a["scale"], a["scale-rule"], data)
+    labels = data.labels
+    negatives = int(distributed.all_rows(np.array([(labels == 0).sum()])).sum())
+    positives = transforms.moments(data.x[labels == 1])
+    every = distributed.all_rows(np.array([positives.count]))
+    plan = transforms.plan_augmentation(
+        a["target-share"], a["scale"], a["scale-rule"], negatives, _all_moments(positives)
+    )
+    total, before, mine = int(every.sum()), int(every[: part[0]].sum()), positives.count
+    # new row j copies positive j % total; this process holds positives [before, before + mine)
+    extra = plan.extra // total * mine + min(max(plan.extra % total - before, 0), mine)
+    return transforms.add_noisy_positives(key, plan._replace(extra=extra), data)
+
+
+def _counts(class_counts: np.ndarray) -> str:
+    return ", ".join(f"class {c}: {n}" for c, n in enumerate(class_counts))
 
 
 def check_fits(cfg: Mapping, data: Prepared) -> None:
@@ -132,6 +214,8 @@ def check_fits(cfg: Mapping, data: Prepared) -> None:
     if cfg["batch-size"] > len(data.train):
         raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
     train.check_sizes(cfg["epoch-size"], cfg["batch-size"], _mesh(cfg))
+    if jax.process_count() > 1 and cfg["steps-per-call"] is None:
+        raise ConfigError("training on several processes feeds each epoch in chunks: set :steps-per-call")
 
 
 def _mesh(cfg: Mapping) -> jax.sharding.Mesh | None:
@@ -170,7 +254,6 @@ def run(
     """Train the configured network on the fraud data; save the best network, log and plots in a run folder."""
     data = prepare(cfg, quiet=quiet)
     check_fits(cfg, data)
-    data = _process_share(cfg, data)
     if jax.process_index() != 0:  # only process 0 writes and talks
         return _train(cfg, name, data, None, None, quiet=True, plain=plain, console=console)
     run_dir = new_run_dir(cfg["run-dir"], name)
@@ -209,7 +292,8 @@ def resume(
             f"resume: {run_dir} already ran {len(previous.history)} epochs (:epoch-count {cfg['epoch-count']}); "
             f"pass epoch-count=N with N > {len(previous.history)} to train further"
         )
-    data = _process_share(cfg, prepare(cfg, quiet=quiet))
+    data = prepare(cfg, quiet=quiet)
+    check_fits(cfg, data)
     if jax.process_index() != 0:  # only process 0 writes and talks
         return _train(cfg, run_dir.name, data, None, previous, quiet=True, plain=plain, console=console)
     write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
@@ -244,15 +328,6 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping
         raise ConfigError(f"resume: {run_dir} trained in one process; resume it without --coordinator")
     cleared = [f"{k}=nil" for k in PLACEMENT_KEYS] if placed else []  # this start's placement, not the first's
     return config.load(str(Path(run_dir) / "config.edn"), [*cleared, *overrides])
-
-
-def _process_share(cfg: Mapping, data: Prepared) -> Prepared:
-    """This process's shard of the training rows in a multi-process run (jax.distributed), else ``data``."""
-    if jax.process_count() == 1:
-        return data
-    if cfg["steps-per-call"] is None:
-        raise ConfigError("training on several processes feeds each epoch in chunks: set :steps-per-call")
-    return data._replace(train=distributed.process_shard(data.train))
 
 
 def _train(

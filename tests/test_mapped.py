@@ -3,14 +3,17 @@ same trained network, as the whole table read into memory."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
-from fpml import config
-from fpml.data import storage, synthetic, transforms
+from fpml import config, distributed
+from fpml.data import io, storage, synthetic, transforms
 from fpml.data.dataset import dataset
 from fpml.errors import DataError
 from pipelines import fraud
@@ -133,3 +136,73 @@ def test_a_bad_cell_names_its_row_in_the_file(tmp_path):
     chunks = fraud.kaggle.load_chunks(fraud.kaggle.obtain(str(tmp_path / "bad.csv")), 25)
     with pytest.raises(DataError, match=r"column V7, data row 77 \(line 78 of the file\): value 'oops'"):
         list(chunks)
+
+
+# ------------------------------------------------------------------ one process's part of a file
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "none"])
+def test_byte_parts_hold_every_line_once(tmp_path, ending):
+    frame = synthetic.generate(seed=3, rows=500, frauds=10)
+    text = frame.to_csv(index=False, lineterminator="\n" if ending == "none" else ending)
+    path = tmp_path / "f.csv"
+    path.write_bytes((text.rstrip("\n") if ending == "none" else text).encode())
+    data = path.read_bytes()
+    header_end = data.index(b"\n") + 1
+    whole = pd.concat(io.read_csv_chunks(path, 64))
+    for parts in (1, 2, 3, 7, 600):
+        ranges = [io.part_bytes(path, p, parts) for p in range(parts)]
+        assert ranges[0][0] == header_end and ranges[-1][1] == len(data)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # contiguous
+        assert all(data[start - 1 : start] == b"\n" for start, end in ranges if end > start)  # at line starts
+        sizes = [end - start for start, end in ranges]
+        assert max(sizes) - min(sizes) < 2 * max(map(len, data.splitlines(True)))  # about equal
+        read = [list(io.read_csv_chunks(path, 64, part=(p, parts))) or [whole.iloc[:0]] for p in range(parts)]
+        read = [pd.concat(chunks) for chunks in read]
+        pd.testing.assert_frame_equal(pd.concat(read, ignore_index=True), whole.reset_index(drop=True))
+
+
+def test_a_bad_cell_in_a_part_names_its_row_in_the_file(tmp_path):
+    frame = synthetic.generate(seed=5, rows=100, frauds=5).astype(str)
+    frame.loc[76, "V7"] = "oops"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    assert list(io.read_csv_chunks(tmp_path / "bad.csv", 10, part=(0, 2)))  # the first half is fine
+    with pytest.raises(DataError, match=r"column V7, data row 77 \(line 78 of the file\): value 'oops'"):
+        list(io.read_csv_chunks(tmp_path / "bad.csv", 10, part=(1, 2)))
+
+
+@pytest.mark.parametrize("data", ["csv", "synthetic"])
+@pytest.mark.parametrize("chunk_rows", [None, 700])
+def test_the_parts_of_the_data_make_the_whole(csv, tmp_path, data, chunk_rows):
+    keys = [f"data={csv}" if data == "csv" else "data=:synthetic", "synthetic={:rows 3000 :frauds 30}"]
+    feed = [f"data-dir={tmp_path}", f"chunk-rows={chunk_rows or 'nil'}", "steps-per-call=100"]
+    cfg = config.load("fraud", [*keys, *feed])
+    whole = fraud.load_data(cfg.set("chunk-rows", None))[0]
+    parts = [fraud.load_data(cfg, part=(p, 3))[0] for p in range(3)]
+    assert max(map(len, parts)) - min(map(len, parts)) < 0.05 * len(whole)
+    assert np.concatenate([p.x for p in parts]).tobytes() == whole.x.tobytes()
+    assert np.concatenate([p.y for p in parts]).tobytes() == whole.y.tobytes()
+
+
+def test_a_part_without_rows_is_one_clear_error(tmp_path):
+    synthetic.generate(seed=5, rows=3, frauds=1).to_csv(tmp_path / "tiny.csv", index=False)
+    cfg = config.load("fraud", [f"data={tmp_path / 'tiny.csv'}"])
+    with pytest.raises(DataError, match=r"process 4 of 5 found no rows in its part of CSV file .*tiny.csv"):
+        fraud.load_data(cfg, part=(4, 5))
+
+
+def test_merged_moments_equal_those_of_all_rows():
+    x = np.random.default_rng(4).normal(2.0, 3.0, size=(1_000, 3))
+    cuts = [0, 0, 10, 11, 500, 1_000]  # parts of 0, 10, 1, 489 and 500 rows
+    parts = [transforms.moments(x[a:b]) for a, b in itertools.pairwise(cuts)]
+    merged = functools.reduce(transforms.merge_moments, parts)
+    assert merged.count == 1_000
+    np.testing.assert_allclose(merged.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(merged.m2 / 1_000, x.var(axis=0), rtol=1e-12)
+    stats = transforms.fit_standardizer(merged)
+    np.testing.assert_allclose(stats.std, x.std(axis=0), rtol=1e-12)
+
+
+def test_all_rows_in_one_process_is_the_array_itself():
+    a = np.arange(12.0).reshape(4, 3)
+    assert distributed.all_rows(a).tobytes() == a.tobytes()

@@ -11,7 +11,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fpml import checkpoint
+from fpml import checkpoint, config
+from fpml.data import synthetic, transforms
+from pipelines import fraud
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve().parent / "multidevice" / "check_multihost.py"
@@ -158,3 +160,40 @@ def test_multi_process_flags_come_together():
     )
     assert out.returncode == 2
     assert out.stderr == 'fpml: error: configs/fraud.edn: :coordinator "127.0.0.1:1" needs :num-processes too\n'
+
+
+def test_two_processes_each_read_and_prepare_only_their_part(tmp_path):
+    """Each process reads its own byte range of the CSV; statistics are merged, held-out rows gathered."""
+    csv = tmp_path / "data.csv"
+    synthetic.generate(seed=5, rows=4_000, frauds=80).to_csv(csv, index=False)
+    port, script = str(free_port()), SCRIPT.with_name("check_sharded_prep.py")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(p), port, str(csv), str(tmp_path / f"{p}.npz")],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for p in (0, 1)
+    ]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    first, second = (np.load(tmp_path / f"{p}.npz") for p in (0, 1))
+    assert "2 processes, each reading its own part" in str(first["source"])
+    for key in ("test_x", "test_y", "validation_x", "mean", "std", "augmented_test_x"):
+        assert np.array_equal(first[key], second[key]), key  # gathered / merged: the same on both
+    assert len(first["test_x"]) == 800 and len(first["validation_x"]) == 300
+    # the standardizer is fitted on both processes' training rows together
+    mean, std = first["mean"], first["std"]
+    raw_train = np.concatenate([p["train_x"].astype(np.float64) * std + mean for p in (first, second)])
+    reference = transforms.fit_standardizer(transforms.moments(raw_train))
+    np.testing.assert_allclose(mean, reference.mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std, reference.std, rtol=1e-5)
+    # training, validation and test rows are the file's rows, each once
+    whole = fraud.load_data(config.load("fraud", [f"data={csv}"]))[0].x
+    held = np.concatenate([first["train_x"], second["train_x"], first["test_x"], first["validation_x"]])
+    np.testing.assert_allclose(np.sort(held.astype(np.float64) * std + mean, axis=0), np.sort(whole, axis=0), atol=2e-4)
+    # augmentation over both: the positives reach half of all training rows, each process copying its own
+    counts = first["augmented_counts"] + second["augmented_counts"]
+    assert counts[1] == counts[0] and min(first["augmented_counts"][1], second["augmented_counts"][1]) > 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +83,14 @@ def check_classes(classes: set[int], source: str, label: str = "Class") -> None:
         raise DataError(f"{source}: column {label} holds only class {min(classes)}; need both 0 and 1")
 
 
+def _header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle), [])
+
+
 def _check_header(path: Path) -> None:
     """A column named twice is an error (pandas would silently rename the second one ``NAME.1``)."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle), [])
+    header = _header(path)
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
@@ -118,37 +123,111 @@ def read_csv(path: str | Path, columns: Sequence[str] = CREDITCARD_COLUMNS, labe
     return frame
 
 
-def _raw_chunks(path: str | Path, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
-    """``(first data row, chunk as strings)`` of a CSV, lazily, with the errors of :func:`read_raw`."""
-    first_row = 0
-    with _reading(Path(path)), pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows) as reader:
-        for raw in reader:
+def part_bytes(path: str | Path, part: int, parts: int) -> tuple[int, int]:
+    """Bytes ``[start, end)`` of part ``part`` (0-based) of ``parts`` of a CSV's data lines.
+
+    The lines after the header are cut into ``parts`` byte ranges of about equal size, each boundary
+    moved to the start of the next line, so every line is in exactly one part and a process of a
+    multi-process run can read its own part without reading the others. A part may hold no line.
+    """
+    size = Path(path).stat().st_size
+    with open(path, "rb") as handle:
+        first = len(handle.readline())
+
+        def line_start(offset: int) -> int:  # the first line that starts at or after ``offset``
+            if offset <= first or offset >= size:
+                return min(max(offset, first), size)
+            handle.seek(offset - 1)
+            handle.readline()
+            return handle.tell()
+
+        body = size - first
+        return line_start(first + body * part // parts), line_start(first + body * (part + 1) // parts)
+
+
+class _Window(io.RawIOBase):
+    """The next ``length`` bytes of an open binary file, as a file."""
+
+    def __init__(self, handle, length: int):
+        self._handle, self._left = handle, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._handle.readinto(memoryview(buffer)[: min(len(buffer), self._left)])
+        self._left -= n
+        return n
+
+
+def _rows_before(path: Path, offset: int) -> int:
+    """How many data rows of a CSV start before byte ``offset`` (a line start; the header excluded)."""
+    lines = 0
+    with open(path, "rb") as handle:
+        while handle.tell() < offset:
+            lines += handle.read(min(1 << 20, offset - handle.tell())).count(b"\n")
+    return lines - 1
+
+
+def _raw_chunks(
+    path: str | Path, chunk_rows: int | None, part: tuple[int, int] | None = None
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(first data row, chunk as strings)`` of a CSV, or of ``part=(index, count)`` of its data lines
+    (:func:`part_bytes`; rows count from the part's first), lazily, with the errors of :func:`read_raw`.
+    ``chunk_rows=None`` reads it in one chunk."""
+    path, first_row = Path(path), 0
+    with _reading(path), ExitStack() as stack:
+        source, header = path, {}
+        if part is not None:
+            start, end = part_bytes(path, *part)
+            if start == end:
+                return
+            handle = stack.enter_context(open(path, "rb"))
+            handle.seek(start)
+            source, header = io.BufferedReader(_Window(handle, end - start)), {"header": None, "names": _header(path)}
+        options = {"dtype": str, "keep_default_na": False, **header}
+        if chunk_rows is None:
+            chunks = [pd.read_csv(source, **options)]
+        else:
+            chunks = stack.enter_context(pd.read_csv(source, chunksize=chunk_rows, **options))
+        for raw in chunks:
             yield first_row, raw
             first_row += len(raw)
-    if first_row == 0:
+    if first_row == 0 and part is None:
         raise DataError(f"{path}: has a header but no rows")
 
 
 def read_csv_chunks(
     path: str | Path,
-    chunk_rows: int,
+    chunk_rows: int | None,
     columns: Sequence[str] = CREDITCARD_COLUMNS,
     label: str = "Class",
     *,
     ignore_others: bool = False,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """:func:`read_csv` ``chunk_rows`` rows at a time: validated frames, lazily; errors name the file's row.
+    """:func:`read_csv` ``chunk_rows`` rows at a time (``None``: at once): validated frames, lazily; errors
+    name the file's row.
 
     ``ignore_others`` drops columns not in ``columns`` (an id, a column the network does not use) instead
-    of refusing them, for scoring a labelled file with a trained network.
+    of refusing them, for scoring a labelled file with a trained network. ``part=(index, count)`` reads
+    only that part of the data lines (:func:`part_bytes`: one process's share); it may hold one class, or
+    no rows.
     """
     classes: set[int] = set()
-    for first_row, raw in _raw_chunks(path, chunk_rows):
+    for first_row, raw in _raw_chunks(path, chunk_rows, part):
         raw = _has_columns(raw, path, columns)[list(columns)] if ignore_others else raw
-        frame = validate_frame(raw, str(path), columns, label, first_row)
+        try:
+            frame = validate_frame(raw, str(path), columns, label, first_row)
+        except DataError:
+            if part is None:
+                raise
+            before = _rows_before(Path(path), part_bytes(path, *part)[0])  # the file's row numbers, for the error
+            frame = validate_frame(raw, str(path), columns, label, before + first_row)
         classes.update(frame[label].unique().tolist())
         yield frame
-    check_classes(classes, str(path), label)
+    if part is None:
+        check_classes(classes, str(path), label)
 
 
 def read_feature_chunks(path: str | Path, columns: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:

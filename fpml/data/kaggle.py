@@ -133,6 +133,9 @@ def load_frame(source: Source, label: str = "Class") -> pd.DataFrame:
     return frame
 
 
-def load_chunks(source: Source, chunk_rows: int, label: str = "Class") -> Iterator[pd.DataFrame]:
-    """The validated table of ``source``, ``chunk_rows`` rows at a time (for data larger than memory)."""
-    return read_csv_chunks(source.path, chunk_rows, fraud_schema(label), label)
+def load_chunks(
+    source: Source, chunk_rows: int | None, label: str = "Class", part: tuple[int, int] | None = None
+) -> Iterator[pd.DataFrame]:
+    """The validated table of ``source``, ``chunk_rows`` rows at a time (for data larger than memory), or
+    only ``part=(index, count)`` of its rows (one process's byte range, ``fpml.data.io.part_bytes``)."""
+    return read_csv_chunks(source.path, chunk_rows, fraud_schema(label), label, part=part)

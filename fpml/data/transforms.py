@@ -120,25 +120,41 @@ class Standardizer(NamedTuple):
     std: np.ndarray
 
 
-def fit_standardizer(data: Dataset) -> Standardizer:
-    """Feature means and standard deviations of ``data`` (a constant feature gets std 1).
+class Moments(NamedTuple):
+    """Row count, per-column mean and sum of squared deviations (float64) of a set of rows."""
 
-    One pass over blocks of rows, merged with Chan et al.'s pairwise update (float64), so memory does
-    not grow with the data.
-    """
-    count, mean, m2 = 0, np.zeros(data.x.shape[1]), np.zeros(data.x.shape[1])
-    for s in storage.row_blocks(len(data)):
-        block = data.x[s].astype(np.float64)
-        n = len(block)
-        if n == 0:
-            continue
-        block_mean = block.mean(axis=0)
-        delta, total = block_mean - mean, count + n
-        mean = mean + delta * (n / total)
-        m2 = m2 + ((block - block_mean) ** 2).sum(axis=0) + delta**2 * (count * n / total)
-        count = total
-    std = np.sqrt(m2 / max(count, 1))
-    return Standardizer(mean, np.where(std > 0, std, 1.0))
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """The moments of the rows of ``a`` and ``b`` together (Chan et al.'s pairwise update)."""
+    total = a.count + b.count
+    if b.count == 0 or total == 0:
+        return a
+    delta = b.mean - a.mean
+    return Moments(total, a.mean + delta * (b.count / total), a.m2 + b.m2 + delta**2 * (a.count * b.count / total))
+
+
+def moments(x: np.ndarray) -> Moments:
+    """The :class:`Moments` of the rows of ``x``, in one pass over blocks of rows (memory does not grow with
+    the data)."""
+    total = Moments(0, np.zeros(x.shape[1]), np.zeros(x.shape[1]))
+    for s in storage.row_blocks(len(x)):
+        block = x[s].astype(np.float64)
+        if len(block):
+            mean = block.mean(axis=0)
+            total = merge_moments(total, Moments(len(block), mean, ((block - mean) ** 2).sum(axis=0)))
+    return total
+
+
+def fit_standardizer(data: Dataset | Moments) -> Standardizer:
+    """Feature means and standard deviations of ``data``, or of rows with these :class:`Moments` (a
+    constant feature gets std 1)."""
+    m = data if isinstance(data, Moments) else moments(data.x)
+    std = np.sqrt(m.m2 / max(m.count, 1))
+    return Standardizer(m.mean, np.where(std > 0, std, 1.0))
 
 
 @curry
@@ -172,6 +188,51 @@ SCALE_RULES = ("euclidean-norm", "feature-count")
 AUGMENT_BLOCK_ROWS = 65_536
 
 
+class AugmentPlan(NamedTuple):
+    """How many noisy copies of positive rows to add, and the noise half-width of each feature."""
+
+    extra: int
+    spread: np.ndarray
+
+
+def plan_augmentation(
+    target_share: float, scale: float, scale_rule: str, negatives: int, positives: Moments
+) -> AugmentPlan:
+    """The :class:`AugmentPlan` of :func:`augment_positives` for data with ``negatives`` rows of class 0 and
+    positive rows with these :class:`Moments` (of one process's rows, or merged over all processes)."""
+    if scale_rule not in SCALE_RULES:
+        raise ConfigError(f":augment :scale-rule {scale_rule!r} is unknown; allowed: {', '.join(SCALE_RULES)}")
+    if positives.count < 2:
+        raise DataError(f"augmentation needs at least 2 positive rows, the training data has {positives.count}")
+    wanted = int(round(target_share * negatives / (1.0 - target_share)))
+    variances = positives.m2 / (positives.count - 1)
+    divisor = np.linalg.norm(variances) if scale_rule == "euclidean-norm" else variances.size
+    return AugmentPlan(max(0, wanted - positives.count), variances * scale / divisor)
+
+
+def add_noisy_positives(key: jax.Array, plan: AugmentPlan, data: Dataset) -> Dataset:
+    """``data`` and ``plan.extra`` new positive rows: its positives in turn, each plus uniform noise in
+    ``[-spread_i, spread_i)`` per feature.
+
+    The noise of new rows ``[b * B, (b + 1) * B)`` (``B`` = :data:`AUGMENT_BLOCK_ROWS`) is drawn with
+    ``fold_in(key, b)``, so new rows are made block by block, in memory or memory-mapped alike.
+    """
+    positives = data.x[data.labels == 1].astype(np.float64)
+    if plan.extra and not len(positives):
+        raise DataError(f"cannot add {plan.extra} noisy copies of positive rows: the data has none")
+    positive_label = np.zeros(data.y.shape[1], np.float32)
+    positive_label[1] = 1.0
+
+    def new_rows():
+        for b, s in enumerate(storage.row_blocks(plan.extra, AUGMENT_BLOCK_ROWS)):
+            shape = (s.stop - s.start, positives.shape[1])
+            noise = np.asarray(jax.random.uniform(jax.random.fold_in(key, b), shape, minval=-1.0, maxval=1.0))
+            rows = positives[np.arange(s.start, s.stop) % len(positives)] + noise * plan.spread
+            yield rows.astype(np.float32), np.broadcast_to(positive_label, (shape[0], len(positive_label)))
+
+    return _rebuild(data, itertools.chain(_blocks(data), new_rows()))
+
+
 @curry
 def augment_positives(key: jax.Array, target_share: float, scale: float, scale_rule: str, data: Dataset) -> Dataset:
     """Add noisy copies of the positive class (class 1) until it is ``target_share`` of the rows.
@@ -183,29 +244,8 @@ def augment_positives(key: jax.Array, target_share: float, scale: float, scale_r
     by the number of features (``"feature-count"``). Pass training data only: the post's code took the
     variances over all frauds, test ones included, a leak fpml does not repeat.
 
-    The noise of new rows ``[b * B, (b + 1) * B)`` (``B`` = :data:`AUGMENT_BLOCK_ROWS`) is drawn with
-    ``fold_in(key, b)``, so new rows are made block by block, in memory or memory-mapped alike.
+    It is :func:`plan_augmentation` then :func:`add_noisy_positives` (which say how the noise is drawn).
     """
-    if scale_rule not in SCALE_RULES:
-        raise ConfigError(f":augment :scale-rule {scale_rule!r} is unknown; allowed: {', '.join(SCALE_RULES)}")
     labels = data.labels
-    positives = data.x[labels == 1].astype(np.float64)
-    n_negative = int((labels == 0).sum())
-    if len(positives) < 2:
-        raise DataError(f"augmentation needs at least 2 positive rows, the training data has {len(positives)}")
-    wanted = int(round(target_share * n_negative / (1.0 - target_share)))
-    extra = max(0, wanted - len(positives))
-    variances = positives.var(axis=0, ddof=1)
-    divisor = np.linalg.norm(variances) if scale_rule == "euclidean-norm" else variances.size
-    spread = variances * scale / divisor
-    positive_label = np.zeros(data.y.shape[1], np.float32)
-    positive_label[1] = 1.0
-
-    def new_rows():
-        for b, s in enumerate(storage.row_blocks(extra, AUGMENT_BLOCK_ROWS)):
-            shape = (s.stop - s.start, positives.shape[1])
-            noise = np.asarray(jax.random.uniform(jax.random.fold_in(key, b), shape, minval=-1.0, maxval=1.0))
-            rows = positives[np.arange(s.start, s.stop) % len(positives)] + noise * spread
-            yield rows.astype(np.float32), np.broadcast_to(positive_label, (shape[0], len(positive_label)))
-
-    return _rebuild(data, itertools.chain(_blocks(data), new_rows()))
+    plan = plan_augmentation(target_share, scale, scale_rule, int((labels == 0).sum()), moments(data.x[labels == 1]))
+    return add_noisy_positives(key, plan, data)
