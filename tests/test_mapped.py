@@ -206,3 +206,15 @@ def test_merged_moments_equal_those_of_all_rows():
 def test_all_rows_in_one_process_is_the_array_itself():
     a = np.arange(12.0).reshape(4, 3)
     assert distributed.all_rows(a).tobytes() == a.tobytes()
+
+
+def test_a_malformed_line_in_a_part_names_its_line_in_the_file(tmp_path):
+    path = tmp_path / "bad.csv"
+    synthetic.generate(seed=5, rows=100, frauds=5).to_csv(path, index=False)
+    lines = path.read_text().splitlines(True)
+    lines[80] = lines[80].rstrip("\n") + ",7\n"  # one field too many on line 81
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match=r"bad.csv: not a readable CSV: .*Expected 31 fields in line 81, saw 32"):
+        list(io.read_csv_chunks(path, 10, part=(1, 2)))
+    with pytest.raises(DataError, match=r"Expected 31 fields in line 81, saw 32"):
+        list(io.read_csv_chunks(path, 10))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -97,8 +98,9 @@ def _check_header(path: Path) -> None:
 
 
 @contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Clear errors for a missing, empty or unparsable CSV."""
+def _reading(path: Path, part_start: int | None = None) -> Iterator[None]:
+    """Clear errors for a missing, empty or unparsable CSV (or part of one, starting at byte ``part_start``:
+    pandas numbers its lines from there, the error the file's)."""
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
@@ -107,7 +109,11 @@ def _reading(path: Path) -> Iterator[None]:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a readable CSV: {str(err).splitlines()[0]}") from None
+        message = str(err).splitlines()[0]
+        if part_start is not None:
+            lines_before = _rows_before(path, part_start) + 1  # and the header
+            message = re.sub(r"line (\d+)", lambda m: f"line {int(m[1]) + lines_before}", message)
+        raise DataError(f"{path}: not a readable CSV: {message}") from None
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:
@@ -176,10 +182,10 @@ def _raw_chunks(
     (:func:`part_bytes`; rows count from the part's first), lazily, with the errors of :func:`read_raw`.
     ``chunk_rows=None`` reads it in one chunk."""
     path, first_row = Path(path), 0
-    with _reading(path), ExitStack() as stack:
+    start, end = part_bytes(path, *part) if part is not None and path.is_file() else (None, None)
+    with _reading(path, start), ExitStack() as stack:
         source, header = path, {}
         if part is not None:
-            start, end = part_bytes(path, *part)
             if start == end:
                 return
             handle = stack.enter_context(open(path, "rb"))
