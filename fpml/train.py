@@ -49,7 +49,11 @@ class TrainState(NamedTuple):
 
 
 class EpochRecord(NamedTuple):
-    """One epoch's outcome: mean training loss, test metrics, wall-clock seconds, whether it is the best."""
+    """One epoch's outcome: mean training loss, test metrics, wall-clock seconds, whether it is the best.
+
+    ``epoch`` is the epoch's index (from 0: the number its keys are folded with); what is printed, plotted
+    and written to ``log.jsonl`` counts from 1.
+    """
 
     epoch: int
     loss: float
@@ -60,7 +64,7 @@ class EpochRecord(NamedTuple):
     def as_json(self) -> str:
         return json.dumps(
             {
-                "epoch": self.epoch,
+                "epoch": self.epoch + 1,
                 "loss": self.loss,
                 "seconds": round(self.seconds, 4),
                 "best": self.best,
@@ -433,7 +437,7 @@ def read_log(path: str | Path) -> tuple[EpochRecord, ...]:
     for line in Path(path).read_text().splitlines():
         entry = json.loads(line)
         epoch, loss, seconds, best = (entry.pop(k) for k in ("epoch", "loss", "seconds", "best"))
-        records.append(EpochRecord(epoch, loss, entry, seconds, best))
+        records.append(EpochRecord(epoch - 1, loss, entry, seconds, best))
     return tuple(records)
 
 

@@ -62,7 +62,7 @@ def test_two_plus_two_epochs_resumed_from_disk_equal_four_straight(parts, tmp_pa
     assert same(resumed.params, straight.params)
     assert [r.metrics for r in resumed.history] == [r.metrics for r in straight.history]
     assert resumed.best.epoch == straight.best.epoch
-    assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     assert checkpoint.load(tmp_path / "last.npz").epoch == 3
 
 
@@ -97,7 +97,7 @@ def test_a_best_checkpoint_that_disagrees_with_the_log_is_a_clear_error(parts, t
     train_for(parts, 3, run_dir=tmp_path)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     for entry in log:
-        entry["best"] = entry["epoch"] == 0  # the log now says epoch 0 is the best; best.npz is a later one
+        entry["best"] = entry["epoch"] == 1  # the log now says the first epoch is the best; best.npz is a later one
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
     opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
     with pytest.raises(CheckpointError, match="best.npz is epoch [12], but log.jsonl's best epoch is 0"):

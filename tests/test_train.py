@@ -99,7 +99,7 @@ def test_returns_and_saves_the_best_epoch_not_the_last(data, tmp_path):
     assert saved.epoch == 1 and leaves_equal(saved.params, seen[1])
     assert checkpoint.load(tmp_path / "last.npz").epoch == 3
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [0, 1, 2, 3]
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4]  # counted as printed
     assert [line["best"] for line in lines] == [True, True, False, False]
     assert {"loss", "precision", "recall", "f-beta", "seconds"} <= set(lines[0])
 
