@@ -218,3 +218,41 @@ def test_a_malformed_line_in_a_part_names_its_line_in_the_file(tmp_path):
         list(io.read_csv_chunks(path, 10, part=(1, 2)))
     with pytest.raises(DataError, match=r"Expected 31 fields in line 81, saw 32"):
         list(io.read_csv_chunks(path, 10))
+
+
+def test_a_part_starting_on_a_line_with_an_extra_field_is_not_misread(tmp_path):
+    """pandas would take a first line with one field too many for an index column, shifting every column."""
+    path = tmp_path / "bad.csv"
+    synthetic.generate(seed=5, rows=100, frauds=5).to_csv(path, index=False)
+    start = io.part_bytes(path, 1, 2)[0]
+    line = path.read_bytes()[:start].count(b"\n") + 1  # the part's first line
+    lines = path.read_text().splitlines(True)
+    lines[line - 1 :] = [text.rstrip("\n") + ",0\n" for text in lines[line - 1 :]]
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match=rf"Expected 31 fields in line {line}, saw 32"):
+        list(io.read_csv_chunks(path, 10))
+    first = path.read_bytes()[: io.part_bytes(path, 1, 2)[0]].count(b"\n") + 1  # the longer lines moved it
+    assert first >= line
+    with pytest.raises(DataError, match=rf"Expected 31 fields in line {first}, saw 32"):
+        list(io.read_csv_chunks(path, 10, part=(1, 2)))
+
+
+def test_a_part_of_blank_lines_has_no_rows(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text(synthetic.generate(seed=5, rows=40, frauds=2).to_csv(index=False) + "\n" * 60_000)
+    assert list(io.read_csv_chunks(path, 10, part=(1, 2))) == []
+    cfg = config.load("fraud", [f"data={path}"])
+    assert len(fraud.load_data(cfg, part=(0, 2))[0]) == 40
+    with pytest.raises(DataError, match=r"process 1 of 2 found no rows in its part"):
+        fraud.load_data(cfg, part=(1, 2))
+
+
+def test_a_first_row_with_an_extra_field_is_an_error_not_a_shifted_table(tmp_path):
+    path = tmp_path / "bad.csv"
+    synthetic.generate(seed=5, rows=10, frauds=1).to_csv(path, index=False)
+    lines = path.read_text().splitlines(True)
+    lines[1] = lines[1].rstrip("\n") + ",0\n"
+    path.write_text("".join(lines))
+    for read in (lambda: io.read_csv(path), lambda: list(io.read_csv_chunks(path, 3))):
+        with pytest.raises(DataError, match=r"bad.csv: not a readable CSV: Expected 31 fields in line 2, saw 32"):
+            read()

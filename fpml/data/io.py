@@ -84,17 +84,26 @@ def check_classes(classes: set[int], source: str, label: str = "Class") -> None:
         raise DataError(f"{source}: column {label} holds only class {min(classes)}; need both 0 and 1")
 
 
-def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle), [])
-
-
-def _check_header(path: Path) -> None:
-    """A column named twice is an error (pandas would silently rename the second one ``NAME.1``)."""
-    header = _header(path)
-    twice = sorted({name for name in header if header.count(name) > 1})
-    if twice:
-        raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
+def _check_header(path: Path, part_start: int | None = None) -> None:
+    """A column named twice is an error (pandas would silently rename the second one ``NAME.1``), and so is
+    a first data row (of the file, or of the part starting at byte ``part_start``) with more fields than the
+    header: pandas would silently take its first field for an index and shift the others."""
+    with open(path, "rb") as handle:
+        header = next(csv.reader([handle.readline().decode("utf-8-sig", "replace")]), [])
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:
+            raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
+        if part_start is not None:
+            handle.seek(part_start)
+        offset, line = handle.tell(), handle.readline()
+        while line and not line.strip():  # pandas skips blank lines
+            offset, line = handle.tell(), handle.readline()
+    fields = next(csv.reader([line.decode("utf-8", "replace")]), [])
+    if len(fields) > len(header):
+        raise DataError(
+            f"{path}: not a readable CSV: Expected {len(header)} fields in line {_rows_before(path, offset) + 2}, "
+            f"saw {len(fields)}"
+        )
 
 
 @contextmanager
@@ -104,14 +113,14 @@ def _reading(path: Path, part_start: int | None = None) -> Iterator[None]:
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
-        _check_header(path)
+        _check_header(path, part_start)
         yield
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         message = str(err).splitlines()[0]
-        if part_start is not None:
-            lines_before = _rows_before(path, part_start) + 1  # and the header
+        if part_start is not None:  # pandas read the header, then the part
+            lines_before = _rows_before(path, part_start)
             message = re.sub(r"line (\d+)", lambda m: f"line {int(m[1]) + lines_before}", message)
         raise DataError(f"{path}: not a readable CSV: {message}") from None
 
@@ -152,15 +161,19 @@ def part_bytes(path: str | Path, part: int, parts: int) -> tuple[int, int]:
 
 
 class _Window(io.RawIOBase):
-    """The next ``length`` bytes of an open binary file, as a file."""
+    """``prefix``, then the next ``length`` bytes of an open binary file, as one file."""
 
-    def __init__(self, handle, length: int):
-        self._handle, self._left = handle, length
+    def __init__(self, prefix: bytes, handle, length: int):
+        self._prefix, self._handle, self._left = prefix, handle, length
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n], self._prefix = self._prefix[:n], self._prefix[n:]
+            return n
         n = self._handle.readinto(memoryview(buffer)[: min(len(buffer), self._left)])
         self._left -= n
         return n
@@ -184,14 +197,15 @@ def _raw_chunks(
     path, first_row = Path(path), 0
     start, end = part_bytes(path, *part) if part is not None and path.is_file() else (None, None)
     with _reading(path, start), ExitStack() as stack:
-        source, header = path, {}
+        source = path
         if part is not None:
             if start == end:
                 return
             handle = stack.enter_context(open(path, "rb"))
+            header = handle.readline()  # parsed with the part, so the part reads exactly as in the whole file
             handle.seek(start)
-            source, header = io.BufferedReader(_Window(handle, end - start)), {"header": None, "names": _header(path)}
-        options = {"dtype": str, "keep_default_na": False, **header}
+            source = io.BufferedReader(_Window(header, handle, end - start))
+        options = {"dtype": str, "keep_default_na": False}
         if chunk_rows is None:
             chunks = [pd.read_csv(source, **options)]
         else:
@@ -222,6 +236,8 @@ def read_csv_chunks(
     """
     classes: set[int] = set()
     for first_row, raw in _raw_chunks(path, chunk_rows, part):
+        if part is not None and raw.empty:  # a part of blank lines
+            continue
         raw = _has_columns(raw, path, columns)[list(columns)] if ignore_others else raw
         try:
             frame = validate_frame(raw, str(path), columns, label, first_row)
