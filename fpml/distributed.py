@@ -10,6 +10,9 @@ global batch sharded over all devices of all processes. Only process 0 writes fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import jax
 import numpy as np
 from jax._src import xla_bridge
@@ -17,7 +20,9 @@ from jax.experimental import multihost_utils
 
 from fpml.data.dataset import Dataset
 from fpml.data.transforms import take
-from fpml.errors import ConfigError
+from fpml.errors import ConfigError, DataError
+
+T = TypeVar("T")
 
 
 def initialize(coordinator: str, num_processes: int | None = None, process_id: int | None = None) -> None:
@@ -84,3 +89,29 @@ def all_rows(array: np.ndarray) -> np.ndarray:
     gathered = multihost_utils.process_allgather(padded)
     rows = np.concatenate([part[:n] for part, n in zip(gathered, counts, strict=True)])
     return rows.view(array.dtype).reshape(-1, *array.shape[1:])
+
+
+#: Bytes of an error message that :func:`agreed` passes between processes.
+MESSAGE_BYTES = 4096
+
+
+def agreed(fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)`` on this process, its failure shared: when it raises a ``ConfigError`` or a
+    ``DataError`` on any process (bad data in one process's part, a full disk on one host), every process
+    raises the first such error, so none is left waiting in a collective. ``fn`` must not use collectives.
+    """
+    if jax.process_count() == 1:
+        return fn(*args, **kwargs)
+    try:
+        result, error, report = fn(*args, **kwargs), None, b""
+    except (ConfigError, DataError) as err:
+        result, error, report = None, err, f"{type(err).__name__}:{err}".encode()[:MESSAGE_BYTES]
+    reports = all_rows(np.frombuffer(report.ljust(MESSAGE_BYTES, b"\0"), np.uint8)[None])
+    for process, row in enumerate(reports):
+        if row.any():
+            if process == jax.process_index():
+                raise error
+            kind, _, message = row.tobytes().rstrip(b"\0").decode(errors="replace").partition(":")
+            cls = ConfigError if kind == "ConfigError" else DataError
+            raise cls(f"process {process} of {jax.process_count()}: {message}")
+    return result

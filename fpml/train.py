@@ -432,12 +432,14 @@ def _save_epoch(
 
 
 def read_log(path: str | Path) -> tuple[EpochRecord, ...]:
-    """The epoch records of a ``log.jsonl``."""
+    """The epoch records of a ``log.jsonl`` (epochs counted from 1; a log whose first epoch is 0, written
+    before fpml counted them from 1, is read as such)."""
+    entries = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    first = 1 if entries and entries[0]["epoch"] != 0 else 0
     records = []
-    for line in Path(path).read_text().splitlines():
-        entry = json.loads(line)
+    for entry in entries:
         epoch, loss, seconds, best = (entry.pop(k) for k in ("epoch", "loss", "seconds", "best"))
-        records.append(EpochRecord(epoch - 1, loss, entry, seconds, best))
+        records.append(EpochRecord(epoch - first, loss, entry, seconds, best))
     return tuple(records)
 
 
@@ -447,7 +449,7 @@ def resume_from(run_dir: str | Path, network: Network, optimizer: optax.Gradient
     last = checkpoint.check_params(checkpoint.load(run_dir / "last.npz"), network, str(run_dir / "last.npz"))
     history = tuple(r for r in read_log(run_dir / "log.jsonl") if r.epoch <= last.epoch)
     if len(history) != last.epoch + 1:
-        raise CheckpointError(f"{run_dir}: log.jsonl holds {len(history)} epochs, last.npz is epoch {last.epoch}")
+        raise CheckpointError(f"{run_dir}: log.jsonl holds {len(history)} epochs, last.npz is epoch {last.epoch + 1}")
     best_record = next((r for r in reversed(history) if r.best), None)
     if best_record is None:
         raise CheckpointError(f"{run_dir}: log.jsonl marks no epoch as the best")
@@ -457,7 +459,7 @@ def resume_from(run_dir: str | Path, network: Network, optimizer: optax.Gradient
         best = checkpoint.check_params(checkpoint.load(run_dir / "best.npz"), network, str(run_dir / "best.npz"))
         if best.epoch != best_record.epoch:
             raise CheckpointError(
-                f"{run_dir}: best.npz is epoch {best.epoch}, but log.jsonl's best epoch is {best_record.epoch}"
+                f"{run_dir}: best.npz is epoch {best.epoch + 1}, but log.jsonl's best epoch is {best_record.epoch + 1}"
             )
         best_params = best.params
     template = optimizer.init(jax.tree.map(jnp.asarray, last.params))

@@ -104,16 +104,17 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
     training rows are its shard of the training data.
     """
     part = (jax.process_index(), jax.process_count())
-    data, source = load_data(cfg, quiet=quiet, part=part)
+    data, source = distributed.agreed(load_data, cfg, quiet=quiet, part=part)  # local steps are agreed on
     per_process = distributed.all_rows(data.class_counts[None, :])  # rows of each class, per process
     if part[1] > 1:
         source += f"; {part[1]} processes, each reading its own part: {', '.join(map(str, per_process.sum(1)))} rows"
     split_key = jax.random.key(int(cfg["split-seed"]))
-    train_part, test_part = _split_part(split_key, cfg["test-size"], data, per_process.sum(1), part, "test-size")
+    train_part, test_part = _split_part(split_key, cfg["test-size"], data, per_process, part, "test-size")
     validation = None
     if cfg["validation-size"] is not None:
-        key, rows = jax.random.fold_in(split_key, VALIDATION_SPLIT), distributed.all_rows(np.array([len(train_part)]))
-        train_part, validation = _split_part(key, cfg["validation-size"], train_part, rows, part, "validation-size")
+        key = jax.random.fold_in(split_key, VALIDATION_SPLIT)
+        counts = distributed.all_rows(train_part.class_counts[None])  # per process and class
+        train_part, validation = _split_part(key, cfg["validation-size"], train_part, counts, part, "validation-size")
     test_part, validation = _gathered(test_part), validation if validation is None else _gathered(validation)
     for held_out, key in ((test_part, "test-size"), (validation, "validation-size")):
         if held_out is not None and (held_out.class_counts == 0).any():
@@ -125,8 +126,9 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
     stats = transforms.fit_standardizer(_all_moments(transforms.moments(train_part.x))) if cfg["standardize"] else None
     if stats is not None:
         scale = transforms.standardize(stats)
-        train_part, test_part = scale(train_part), scale(test_part)
-        validation = validation if validation is None else scale(validation)
+        train_part, test_part, validation = distributed.agreed(
+            lambda: (scale(train_part), scale(test_part), validation if validation is None else scale(validation))
+        )
     if cfg["augment"] is not None:
         a = {"target-share": 0.5, "scale": 5000.0, "scale-rule": "euclidean-norm", **cfg["augment"]}
         key = _part_key(jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY), part)
@@ -140,24 +142,24 @@ def _part_key(key: jax.Array, part: tuple[int, int]) -> jax.Array:
 
 
 def _split_part(
-    key: jax.Array, size: int | float, data: Dataset, rows: np.ndarray, part: tuple[int, int], name: str
+    key: jax.Array, size: int | float, data: Dataset, counts: np.ndarray, part: tuple[int, int], name: str
 ) -> tuple[Dataset, Dataset]:
-    """This process's part of a stratified split of all processes' ``rows`` (``:test-size`` or
-    ``:validation-size``): ``size`` rows (or that fraction of them), apportioned to the processes by rows."""
+    """This process's part of a stratified split of all processes' rows (``:test-size`` or
+    ``:validation-size``), ``counts`` being every process's rows per class: each class's test rows are
+    counted as one process would count them, then apportioned to the processes by their rows of it."""
     index, count = part
     if count == 1:
         return transforms.split(key, size, data, name)
-    total, n = (int(round(size * rows.sum())) if isinstance(size, float) else int(size)), int(rows.sum())
+    n = int(counts.sum())
+    total = int(round(size * n)) if isinstance(size, float) else int(size)
     if not 0 < total < n:
         raise ConfigError(f":{name} {size} leaves no rows for one side of the split ({n} rows in all)")
-    before = int(rows[:index].sum())
-    share = total * (before + len(data)) // n - total * before // n
-    if not 0 < share < len(data):
-        raise DataError(
-            f"process {index} of {count} reads {len(data)} rows, too few to hold its share ({share}) of :{name} "
-            f"{size}: use fewer processes, or more data"
-        )
-    return transforms.split(_part_key(key, part), share, data, name)
+    before, upto = counts[:index].sum(axis=0), counts[: index + 1].sum(axis=0)
+    shares = []
+    for c, members in enumerate(counts.sum(axis=0)):
+        wanted = int(round(total * members / n))  # as transforms.split counts it
+        shares.append(int(wanted * upto[c] // members - wanted * before[c] // members) if members else 0)
+    return distributed.agreed(transforms.split, _part_key(key, part), shares, data, name)
 
 
 def _gathered(data: Dataset) -> Dataset:
@@ -190,7 +192,7 @@ def _augment_part(key: jax.Array, a: Mapping, data: Dataset, part: tuple[int, in
     total, before, mine = int(every.sum()), int(every[: part[0]].sum()), positives.count
     # new row j copies positive j % total; this process holds positives [before, before + mine)
     extra = plan.extra // total * mine + min(max(plan.extra % total - before, 0), mine)
-    return transforms.add_noisy_positives(key, plan._replace(extra=extra), data)
+    return distributed.agreed(transforms.add_noisy_positives, key, plan._replace(extra=extra), data)
 
 
 def _counts(class_counts: np.ndarray) -> str:
@@ -211,8 +213,9 @@ def check_fits(cfg: Mapping, data: Prepared) -> None:
             f":network gives {net.output_size} outputs, but the data has {classes} classes: its last "
             f"linear layer needs :size {classes}" + (" (or 1 before a :logistic)" if classes == 2 else "")
         )
-    if cfg["batch-size"] > len(data.train):
-        raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {len(data.train)} training rows")
+    train_rows = int(distributed.all_rows(np.array([len(data.train)])).sum())  # of every process
+    if cfg["batch-size"] > train_rows:
+        raise ConfigError(f":batch-size {cfg['batch-size']} is larger than the {train_rows} training rows")
     train.check_sizes(cfg["epoch-size"], cfg["batch-size"], _mesh(cfg))
     if jax.process_count() > 1 and cfg["steps-per-call"] is None:
         raise ConfigError("training on several processes feeds each epoch in chunks: set :steps-per-call")

@@ -256,3 +256,21 @@ def test_a_first_row_with_an_extra_field_is_an_error_not_a_shifted_table(tmp_pat
     for read in (lambda: io.read_csv(path), lambda: list(io.read_csv_chunks(path, 3))):
         with pytest.raises(DataError, match=r"bad.csv: not a readable CSV: Expected 31 fields in line 2, saw 32"):
             read()
+
+
+@pytest.mark.parametrize(
+    ("processes", "rows", "positives", "size"), [(8, 1000, 3, 0.1), (4, 10_000, 14, 0.1), (2, 10, 5, 6), (3, 7, 1, 9)]
+)
+def test_a_split_over_processes_takes_each_class_s_rows_as_one_process_would(processes, rows, positives, size):
+    def part(p):
+        labels = np.zeros(rows, int)
+        labels[np.random.default_rng(p).choice(rows, positives, replace=False)] = 1
+        return dataset(np.arange(rows * 2.0).reshape(rows, 2) + p * rows * 2, np.eye(2)[labels], ("a", "b"))
+
+    parts = [part(p) for p in range(processes)]
+    counts = np.array([p.class_counts for p in parts])
+    key = jax.random.key(0)
+    one = transforms.split(key, size, transforms.concatenate(parts))[1].class_counts
+    tests = [fraud._split_part(key, size, p, counts, (i, processes), "test-size")[1] for i, p in enumerate(parts)]
+    assert sum(t.class_counts for t in tests).tolist() == one.tolist()  # every class, exactly
+    assert all(abs(len(t) - len(tests[0])) <= 2 for t in tests)  # each process its share

@@ -3,6 +3,7 @@ same parameters, equal to a single-device run on the same global batches."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -197,3 +198,27 @@ def test_two_processes_each_read_and_prepare_only_their_part(tmp_path):
     # augmentation over both: the positives reach half of all training rows, each process copying its own
     counts = first["augmented_counts"] + second["augmented_counts"]
     assert counts[1] == counts[0] and min(first["augmented_counts"][1], second["augmented_counts"][1]) > 0
+
+
+def test_bad_data_in_one_process_s_part_stops_every_process_with_its_error(tmp_path):
+    """Process 1 alone meets the bad cell; process 0 must not wait for it forever in a collective."""
+    frame = synthetic.generate(seed=5, rows=4_000, frauds=80).astype(str)
+    frame.loc[3_500, "V7"] = "oops"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fpml", "train", "fraud", f"data={tmp_path / 'bad.csv'}", "steps-per-call=10"]
+            + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(p), "--quiet"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in (0, 1)
+    ]
+    errors = [proc.communicate(timeout=120)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [2, 2], errors
+    where = r"bad.csv: column V7, data row 3501 \(line 3502 of the file\): value 'oops' is not a finite number"
+    assert re.fullmatch(rf"fpml: error: process 1 of 2: .*{where}\n", errors[0]), errors[0]
+    assert re.fullmatch(rf"fpml: error: .*{where}\n", errors[1]), errors[1]

@@ -100,8 +100,21 @@ def test_a_best_checkpoint_that_disagrees_with_the_log_is_a_clear_error(parts, t
         entry["best"] = entry["epoch"] == 1  # the log now says the first epoch is the best; best.npz is a later one
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
     opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
-    with pytest.raises(CheckpointError, match="best.npz is epoch [12], but log.jsonl's best epoch is 0"):
+    with pytest.raises(CheckpointError, match="best.npz is epoch [23], but log.jsonl's best epoch is 1"):
         train.resume_from(tmp_path, network.build(NET), opt)
+
+
+def test_a_log_written_before_epochs_counted_from_1_still_resumes(parts, tmp_path):
+    straight = train_for(parts, 3)
+    train_for(parts, 2, run_dir=tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    old = [{**entry, "epoch": entry["epoch"] - 1} for entry in log]  # as fpml wrote it before: 0, 1
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in old))
+    opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
+    previous = train.resume_from(tmp_path, network.build(NET), opt)
+    assert [r.epoch for r in previous.history] == [0, 1]
+    resumed = train_for(parts, 3, previous=previous)
+    assert same(jax.device_get(resumed.state.params), jax.device_get(straight.state.params))
 
 
 def test_continuing_in_memory_equals_straight(parts):

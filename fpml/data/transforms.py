@@ -92,24 +92,30 @@ def take(data: Dataset, rows: np.ndarray) -> Dataset:
 
 
 @curry
-def split(key: jax.Array, test_size: int | float, data: Dataset, name: str = "test-size") -> tuple[Dataset, Dataset]:
+def split(
+    key: jax.Array, test_size: int | float | Sequence[int], data: Dataset, name: str = "test-size"
+) -> tuple[Dataset, Dataset]:
     """Stratified random split -> ``(train, test)``; the test set keeps each class's share.
 
-    ``test_size`` is a row count or a fraction. Each class contributes ``round(test_rows * share)`` rows;
-    rows keep their original order within each part. ``name`` is the config key errors name.
+    ``test_size`` is a row count or a fraction: each class contributes ``round(test_rows * share)`` rows;
+    or a row count per class (class 0, 1, ...), taken as given. Rows keep their original order within
+    each part. ``name`` is the config key errors name.
     """
-    n = len(data)
-    test_rows = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
-    if not 0 < test_rows < n:
-        raise ConfigError(f":{name} {test_size} leaves no rows for one side of the split ({n} rows in all)")
-    labels = data.labels
+    n, labels = len(data), data.labels
+    if isinstance(test_size, int | float):
+        test_rows = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
+        if not 0 < test_rows < n:
+            raise ConfigError(f":{name} {test_size} leaves no rows for one side of the split ({n} rows in all)")
+        counts = [int(round(test_rows * k / n)) for k in np.bincount(labels, minlength=data.y.shape[1])]
+    else:
+        counts = list(test_size)
     chosen = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         order = np.asarray(jax.random.permutation(jax.random.fold_in(key, int(c)), len(members)))
-        chosen.append(members[order[: int(round(test_rows * len(members) / n))]])
+        chosen.append(members[order[: counts[c]]])
     is_test = np.zeros(n, bool)
-    is_test[np.concatenate(chosen)] = True
+    is_test[np.concatenate(chosen) if chosen else []] = True
     return take(data, np.flatnonzero(~is_test)), take(data, np.flatnonzero(is_test))
 
 
