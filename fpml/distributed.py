@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 
 from fpml.data.dataset import Dataset
 from fpml.data.transforms import take
-from fpml.errors import ConfigError, DataError
+from fpml.errors import CheckpointError, ConfigError, DataError, FpmlError
 
 T = TypeVar("T")
 
@@ -96,15 +96,16 @@ MESSAGE_BYTES = 4096
 
 
 def agreed(fn: Callable[..., T], *args, **kwargs) -> T:
-    """``fn(*args, **kwargs)`` on this process, its failure shared: when it raises a ``ConfigError`` or a
-    ``DataError`` on any process (bad data in one process's part, a full disk on one host), every process
-    raises the first such error, so none is left waiting in a collective. ``fn`` must not use collectives.
+    """``fn(*args, **kwargs)`` on this process, its failure shared: when it raises on any process (bad data in
+    one process's part, a full disk or an unwritable folder on one host), the failing process raises its
+    error and every other process an fpml error naming it, so none is left waiting in a collective. ``fn``
+    must not use collectives. Every process must call it, in the same order.
     """
     if jax.process_count() == 1:
         return fn(*args, **kwargs)
     try:
         result, error, report = fn(*args, **kwargs), None, b""
-    except (ConfigError, DataError) as err:
+    except Exception as err:  # noqa: BLE001 -- shared, then raised again below
         result, error, report = None, err, f"{type(err).__name__}:{err}".encode()[:MESSAGE_BYTES]
     reports = all_rows(np.frombuffer(report.ljust(MESSAGE_BYTES, b"\0"), np.uint8)[None])
     for process, row in enumerate(reports):
@@ -112,6 +113,11 @@ def agreed(fn: Callable[..., T], *args, **kwargs) -> T:
             if process == jax.process_index():
                 raise error
             kind, _, message = row.tobytes().rstrip(b"\0").decode(errors="replace").partition(":")
-            cls = ConfigError if kind == "ConfigError" else DataError
-            raise cls(f"process {process} of {jax.process_count()}: {message}")
+            cls = SHARED_ERRORS.get(kind)
+            where = f"process {process} of {jax.process_count()}"
+            raise cls(f"{where}: {message}") if cls else FpmlError(f"{where} failed: {kind}: {message}")
     return result
+
+
+#: Errors that :func:`agreed` raises on the other processes as they are (others become an ``FpmlError``).
+SHARED_ERRORS = {cls.__name__: cls for cls in (ConfigError, DataError, CheckpointError)}

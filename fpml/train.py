@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from fpml import checkpoint, losses, metrics
+from fpml import checkpoint, distributed, losses, metrics
 from fpml.data import storage
 from fpml.data.dataset import Dataset
 from fpml.data.stream import Stream, epoch_indices
@@ -379,6 +379,12 @@ def train_n(
     writer = run_dir is not None and jax.process_index() == 0  # one process writes for all
     run_dir = Path(run_dir) if run_dir is not None else None
     epoch = len(history)
+
+    def finish(record: EpochRecord, host_state: TrainState, new_best: TrainState | None) -> None:
+        if writer:
+            _save_epoch(run_dir, network, host_state, record, new_best, config, history)
+        on_epoch(record)
+
     try:
         for epoch in range(len(history), epoch_count):
             started = time.perf_counter()
@@ -394,9 +400,8 @@ def train_n(
             host_state = jax.device_get(state)
             if record.best:
                 best, best_state = record, host_state
-            if writer:
-                _save_epoch(run_dir, network, host_state, record, best_state if record.best else None, config, history)
-            on_epoch(record)
+            # a failed write on process 0 stops every process, not only process 0
+            distributed.agreed(finish, record, host_state, best_state if record.best else None)
     except KeyboardInterrupt:
         raise TrainingInterrupted(epoch, best.epoch if best else None, run_dir) from None
     return TrainResult(best_state.params if best_state else None, best, tuple(history), state)

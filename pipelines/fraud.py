@@ -257,12 +257,18 @@ def run(
     """Train the configured network on the fraud data; save the best network, log and plots in a run folder."""
     data = prepare(cfg, quiet=quiet)
     check_fits(cfg, data)
-    if jax.process_index() != 0:  # only process 0 writes and talks
+    run_dir = distributed.agreed(lambda: _start_run_dir(cfg, name, data) if jax.process_index() == 0 else None)
+    if run_dir is None:  # a process other than 0: only process 0 writes and talks
         return _train(cfg, name, data, None, None, quiet=True, plain=plain, console=console)
+    return _train(cfg, name, data, run_dir, None, quiet=quiet, plain=plain, console=console)
+
+
+def _start_run_dir(cfg: Mapping, name: str, data: Prepared) -> Path:
+    """A new run folder holding the config and where the data came from."""
     run_dir = new_run_dir(cfg["run-dir"], name)
     write_text(run_dir / "config.edn", edn.pretty(_with_absolute_paths(cfg)) + "\n")
     write_text(run_dir / "data.txt", data.source + "\n")
-    return _train(cfg, name, data, run_dir, None, quiet=quiet, plain=plain, console=console)
+    return run_dir
 
 
 def _with_absolute_paths(cfg: Mapping) -> Mapping:
@@ -289,7 +295,7 @@ def resume(
             + f", and this is {jax.process_count()} process(es); resume it the way it was started"
         )
     net, optimizer = network.build(cfg["network"]), optim.optimizer(cfg["optimizer"])
-    previous = train.resume_from(run_dir, net, optimizer)  # every process reads the run folder (shared storage)
+    previous = distributed.agreed(train.resume_from, run_dir, net, optimizer)  # every process reads the folder
     if len(previous.history) >= cfg["epoch-count"]:
         raise ConfigError(
             f"resume: {run_dir} already ran {len(previous.history)} epochs (:epoch-count {cfg['epoch-count']}); "
@@ -297,9 +303,10 @@ def resume(
         )
     data = prepare(cfg, quiet=quiet)
     check_fits(cfg, data)
-    if jax.process_index() != 0:  # only process 0 writes and talks
+    writer = jax.process_index() == 0
+    distributed.agreed(lambda: write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n") if writer else None)
+    if not writer:  # only process 0 writes and talks
         return _train(cfg, run_dir.name, data, None, previous, quiet=True, plain=plain, console=console)
-    write_text(run_dir / "config.edn", edn.pretty(cfg) + "\n")
     return _train(cfg, run_dir.name, data, run_dir, previous, quiet=quiet, plain=plain, console=console)
 
 

@@ -4,6 +4,7 @@ same trained network, as the whole table read into memory."""
 from __future__ import annotations
 
 import functools
+import gzip
 import itertools
 import os
 
@@ -15,7 +16,7 @@ import pytest
 from fpml import config, distributed
 from fpml.data import io, storage, synthetic, transforms
 from fpml.data.dataset import dataset
-from fpml.errors import DataError
+from fpml.errors import ConfigError, DataError
 from pipelines import fraud
 
 CONFIG = """
@@ -274,3 +275,24 @@ def test_a_split_over_processes_takes_each_class_s_rows_as_one_process_would(pro
     tests = [fraud._split_part(key, size, p, counts, (i, processes), "test-size")[1] for i, p in enumerate(parts)]
     assert sum(t.class_counts for t in tests).tolist() == one.tolist()  # every class, exactly
     assert all(abs(len(t) - len(tests[0])) <= 2 for t in tests)  # each process its share
+
+
+def test_old_mac_line_endings_read_and_a_compressed_file_is_one_clear_error(tmp_path):
+    frame = synthetic.generate(seed=1, rows=20, frauds=2)
+    (tmp_path / "cr.csv").write_bytes(frame.to_csv(index=False).replace("\n", "\r").encode())
+    assert len(io.read_csv(tmp_path / "cr.csv")) == 20
+    (tmp_path / "gz.csv").write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
+    for read in (lambda: io.read_csv(tmp_path / "gz.csv"), lambda: list(io.read_csv_chunks(tmp_path / "gz.csv", 5))):
+        with pytest.raises(DataError, match=r"gz.csv: not a readable CSV: 'utf-8' codec can't decode byte 0x8b"):
+            read()
+
+
+def test_split_with_a_count_per_class():
+    labels = np.array([0] * 179 + [1] * 21)
+    data = dataset(np.arange(400.0).reshape(200, 2), np.eye(2)[labels], ("a", "b"))
+    train, test = transforms.split(jax.random.key(0), (3, 2), data)
+    assert test.class_counts.tolist() == [3, 2] and train.class_counts.tolist() == [176, 19]
+    assert transforms.split(jax.random.key(0), np.int64(20), data)[1].class_counts.tolist() == [18, 2]
+    for bad in ([5, 500], [5, -3], [5], [5, 3, 7]):
+        with pytest.raises(ConfigError, match=r":test-size .*: give a row count for each of the 2 classes"):
+            transforms.split(jax.random.key(0), bad, data)

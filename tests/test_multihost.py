@@ -200,16 +200,14 @@ def test_two_processes_each_read_and_prepare_only_their_part(tmp_path):
     assert counts[1] == counts[0] and min(first["augmented_counts"][1], second["augmented_counts"][1]) > 0
 
 
-def test_bad_data_in_one_process_s_part_stops_every_process_with_its_error(tmp_path):
-    """Process 1 alone meets the bad cell; process 0 must not wait for it forever in a collective."""
-    frame = synthetic.generate(seed=5, rows=4_000, frauds=80).astype(str)
-    frame.loc[3_500, "V7"] = "oops"
-    frame.to_csv(tmp_path / "bad.csv", index=False)
+def _fail_two(args):
+    """Start ``fpml train fraud ARGS`` as two processes that must both fail, within seconds, with status 2;
+    their stderr."""
     port = free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "fpml", "train", "fraud", f"data={tmp_path / 'bad.csv'}", "steps-per-call=10"]
-            + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(p), "--quiet"],
+            [sys.executable, "-m", "fpml", "train", "fraud", *args, "--quiet"]
+            + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(p)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -219,6 +217,23 @@ def test_bad_data_in_one_process_s_part_stops_every_process_with_its_error(tmp_p
     ]
     errors = [proc.communicate(timeout=120)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [2, 2], errors
+    return errors
+
+
+def test_bad_data_in_one_process_s_part_stops_every_process_with_its_error(tmp_path):
+    """Process 1 alone meets the bad cell; process 0 must not wait for it forever in a collective."""
+    frame = synthetic.generate(seed=5, rows=4_000, frauds=80).astype(str)
+    frame.loc[3_500, "V7"] = "oops"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    errors = _fail_two([f"data={tmp_path / 'bad.csv'}", "steps-per-call=10"])
     where = r"bad.csv: column V7, data row 3501 \(line 3502 of the file\): value 'oops' is not a finite number"
     assert re.fullmatch(rf"fpml: error: process 1 of 2: .*{where}\n", errors[0]), errors[0]
     assert re.fullmatch(rf"fpml: error: .*{where}\n", errors[1]), errors[1]
+
+
+def test_a_run_folder_process_0_cannot_create_stops_every_process(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    errors = _fail_two([*SMALL, f"run-dir={tmp_path / 'a-file' / 'runs'}"])
+    cannot = r":run-dir .*a-file/runs: cannot create the run folder .* \(Not a directory\)\n"
+    assert re.fullmatch(rf"fpml: error: {cannot}", errors[0]), errors[0]
+    assert re.fullmatch(rf"fpml: error: process 0 of 2: {cannot}", errors[1]), errors[1]

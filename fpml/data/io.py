@@ -84,26 +84,33 @@ def check_classes(classes: set[int], source: str, label: str = "Class") -> None:
         raise DataError(f"{source}: column {label} holds only class {min(classes)}; need both 0 and 1")
 
 
+def _csv_rows(path: Path, start: int, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number counted from byte start, fields)`` of the CSV rows from byte ``start``, lazily."""
+    with open(path, "rb") as raw:
+        raw.seek(start)
+        reader = csv.reader(io.TextIOWrapper(raw, encoding=encoding, newline=""))
+        for row in reader:
+            yield reader.line_num, row
+
+
 def _check_header(path: Path, part_start: int | None = None) -> None:
     """A column named twice is an error (pandas would silently rename the second one ``NAME.1``), and so is
     a first data row (of the file, or of the part starting at byte ``part_start``) with more fields than the
     header: pandas would silently take its first field for an index and shift the others."""
-    with open(path, "rb") as handle:
-        header = next(csv.reader([handle.readline().decode("utf-8-sig", "replace")]), [])
+    try:
+        rows = _csv_rows(path, 0, "utf-8-sig")
+        header = next(rows, (0, []))[1]
         twice = sorted({name for name in header if header.count(name) > 1})
         if twice:
             raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
         if part_start is not None:
-            handle.seek(part_start)
-        offset, line = handle.tell(), handle.readline()
-        while line and not line.strip():  # pandas skips blank lines
-            offset, line = handle.tell(), handle.readline()
-    fields = next(csv.reader([line.decode("utf-8", "replace")]), [])
-    if len(fields) > len(header):
-        raise DataError(
-            f"{path}: not a readable CSV: Expected {len(header)} fields in line {_rows_before(path, offset) + 2}, "
-            f"saw {len(fields)}"
-        )
+            rows = _csv_rows(path, part_start, "utf-8")
+        line, first = next(((n, row) for n, row in rows if row), (0, []))  # pandas skips blank lines
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV: {err}") from None
+    if len(first) > len(header):
+        line += 0 if part_start is None else _rows_before(path, part_start) + 1
+        raise DataError(f"{path}: not a readable CSV: Expected {len(header)} fields in line {line}, saw {len(first)}")
 
 
 @contextmanager

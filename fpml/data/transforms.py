@@ -18,6 +18,7 @@ They compose with toolz (curried, data last):
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -102,13 +103,19 @@ def split(
     each part. ``name`` is the config key errors name.
     """
     n, labels = len(data), data.labels
-    if isinstance(test_size, int | float):
-        test_rows = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
+    members = np.bincount(labels, minlength=data.y.shape[1])
+    if isinstance(test_size, numbers.Real):
+        test_rows = int(test_size) if isinstance(test_size, numbers.Integral) else int(round(test_size * n))
         if not 0 < test_rows < n:
             raise ConfigError(f":{name} {test_size} leaves no rows for one side of the split ({n} rows in all)")
-        counts = [int(round(test_rows * k / n)) for k in np.bincount(labels, minlength=data.y.shape[1])]
+        counts = [int(round(test_rows * k / n)) for k in members]
     else:
-        counts = list(test_size)
+        counts = [int(k) for k in test_size]
+        if len(counts) != len(members) or not all(0 <= k <= m for k, m in zip(counts, members, strict=True)):
+            raise ConfigError(
+                f":{name} {counts}: give a row count for each of the {len(members)} classes, each between 0 and "
+                f"the class's rows ({members.tolist()})"
+            )
     chosen = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
