@@ -88,13 +88,9 @@ def _train_two(runs, args, envs, epochs=2):
     return run
 
 
-def test_two_processes_from_the_command_line(tmp_path):
-    port = free_port()
-    flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
-    _train_two(tmp_path, [[*flags, "0"], [*flags, "1"]], [{}, {}])
-
-
 def test_a_two_process_run_resumed_on_two_processes_equals_a_straight_one(tmp_path):
+    """Both runs start from the command-line flags (--coordinator, --num-processes, --process-id)."""
+
     def flags(port):  # per process
         return [["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(p)] for p in (0, 1)]
 
