@@ -296,3 +296,17 @@ def test_split_with_a_count_per_class():
     for bad in ([5, 500], [5, -3], [5], [5, 3, 7]):
         with pytest.raises(ConfigError, match=r":test-size .*: give a row count for each of the 2 classes"):
             transforms.split(jax.random.key(0), bad, data)
+
+
+def test_a_bad_cell_after_blank_lines_is_the_same_data_row_read_whole_or_in_a_part(tmp_path):
+    path = tmp_path / "blanks.csv"
+    frame = synthetic.generate(seed=5, rows=100, frauds=5).astype(str)
+    frame.loc[90, "V7"] = "oops"
+    lines = frame.to_csv(index=False).splitlines(True)
+    path.write_text("".join(lines[:10] + ["\n"] * 5 + lines[10:]))  # blank lines before both halves' rows
+    messages = []
+    for part in (None, (1, 2)):
+        with pytest.raises(DataError, match=r"column V7, data row 91 ") as err:
+            list(io.read_csv_chunks(path, 10, part=part))
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]

@@ -109,7 +109,7 @@ def _check_header(path: Path, part_start: int | None = None) -> None:
     except (csv.Error, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV: {err}") from None
     if len(first) > len(header):
-        line += 0 if part_start is None else _rows_before(path, part_start) + 1
+        line += 0 if part_start is None else _lines_before(path, part_start)
         raise DataError(f"{path}: not a readable CSV: Expected {len(header)} fields in line {line}, saw {len(first)}")
 
 
@@ -127,7 +127,7 @@ def _reading(path: Path, part_start: int | None = None) -> Iterator[None]:
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         message = str(err).splitlines()[0]
         if part_start is not None:  # pandas read the header, then the part
-            lines_before = _rows_before(path, part_start)
+            lines_before = _lines_before(path, part_start) - 1  # the header is pandas's line 1
             message = re.sub(r"line (\d+)", lambda m: f"line {int(m[1]) + lines_before}", message)
         raise DataError(f"{path}: not a readable CSV: {message}") from None
 
@@ -186,13 +186,24 @@ class _Window(io.RawIOBase):
         return n
 
 
-def _rows_before(path: Path, offset: int) -> int:
-    """How many data rows of a CSV start before byte ``offset`` (a line start; the header excluded)."""
+def _lines_before(path: Path, offset: int) -> int:
+    """How many lines of a file end before byte ``offset`` (a line start)."""
     lines = 0
     with open(path, "rb") as handle:
         while handle.tell() < offset:
             lines += handle.read(min(1 << 20, offset - handle.tell())).count(b"\n")
-    return lines - 1
+    return lines
+
+
+def _rows_before(path: Path, offset: int) -> int:
+    """How many data rows of a CSV start before byte ``offset`` (a line start): its lines after the header,
+    blank ones excepted, as pandas counts them."""
+    rows = 0
+    with open(path, "rb") as handle:
+        handle.readline()
+        while handle.tell() < offset:
+            rows += bool(handle.readline().strip())
+    return rows
 
 
 def _raw_chunks(
