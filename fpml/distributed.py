@@ -71,6 +71,12 @@ def process_shard(data: Dataset, process_index: int | None = None, process_count
     return data if count == 1 else take(data, np.arange(rows.start, rows.stop))
 
 
+def process_key(key: jax.Array, process_index: int, process_count: int) -> jax.Array:
+    """``key`` folded with the process index when there are several processes (each draws its own numbers),
+    ``key`` itself in one process (so a one-process run draws what it always drew)."""
+    return key if process_count == 1 else jax.random.fold_in(key, process_index)
+
+
 def all_rows(array: np.ndarray) -> np.ndarray:
     """Every process's rows of ``array``, concatenated in process order; the array itself in one process.
 

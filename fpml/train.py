@@ -213,8 +213,7 @@ def make_chunk(
 
 def process_stream_key(key: jax.Array, process_index: int, process_count: int) -> jax.Array:
     """The stream key of one process: the run's, folded with the process index when there are several."""
-    stream_key = jax.random.fold_in(key, STREAM_KEY)
-    return stream_key if process_count == 1 else jax.random.fold_in(stream_key, process_index)
+    return distributed.process_key(jax.random.fold_in(key, STREAM_KEY), process_index, process_count)
 
 
 def chunked_epoch(

@@ -131,14 +131,9 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
         )
     if cfg["augment"] is not None:
         a = {"target-share": 0.5, "scale": 5000.0, "scale-rule": "euclidean-norm", **cfg["augment"]}
-        key = _part_key(jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY), part)
+        key = distributed.process_key(jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY), *part)
         train_part = _augment_part(key, a, train_part, part)
     return Prepared(train_part, validation, test_part, source, stats)
-
-
-def _part_key(key: jax.Array, part: tuple[int, int]) -> jax.Array:
-    """``key`` folded with the process index in a multi-process run (each process draws its own numbers)."""
-    return key if part[1] == 1 else jax.random.fold_in(key, part[0])
 
 
 def _split_part(
@@ -150,16 +145,14 @@ def _split_part(
     index, count = part
     if count == 1:
         return transforms.split(key, size, data, name)
-    n = int(counts.sum())
-    total = int(round(size * n)) if isinstance(size, float) else int(size)
-    if not 0 < total < n:
-        raise ConfigError(f":{name} {size} leaves no rows for one side of the split ({n} rows in all)")
+    members = counts.sum(axis=0)
+    wanted = transforms.stratified_counts(size, members, name)  # as one process takes them
     before, upto = counts[:index].sum(axis=0), counts[: index + 1].sum(axis=0)
-    shares = []
-    for c, members in enumerate(counts.sum(axis=0)):
-        wanted = int(round(total * members / n))  # as transforms.split counts it
-        shares.append(int(wanted * upto[c] // members - wanted * before[c] // members) if members else 0)
-    return distributed.agreed(transforms.split, _part_key(key, part), shares, data, name)
+    shares = [
+        w * int(upto[c]) // m - w * int(before[c]) // m if m else 0
+        for c, (w, m) in enumerate(zip(wanted, members.tolist(), strict=True))
+    ]
+    return distributed.agreed(transforms.split, distributed.process_key(key, *part), shares, data, name)
 
 
 def _gathered(data: Dataset) -> Dataset:
@@ -182,14 +175,12 @@ def _augment_part(key: jax.Array, a: Mapping, data: Dataset, part: tuple[int, in
     adding the copies of its own positives (every positive of every process copied equally often)."""
     if part[1] == 1:
         return transforms.augment_positives(key, a["target-share"], a["scale"], a["scale-rule"], data)
-    labels = data.labels
-    negatives = int(distributed.all_rows(np.array([(labels == 0).sum()])).sum())
-    positives = transforms.moments(data.x[labels == 1])
-    every = distributed.all_rows(np.array([positives.count]))
+    counts = distributed.all_rows(data.class_counts[None])  # rows of each class, per process
+    positives = _all_moments(transforms.moments(data.x[data.labels == 1]))
     plan = transforms.plan_augmentation(
-        a["target-share"], a["scale"], a["scale-rule"], negatives, _all_moments(positives)
+        a["target-share"], a["scale"], a["scale-rule"], int(counts[:, 0].sum()), positives
     )
-    total, before, mine = int(every.sum()), int(every[: part[0]].sum()), positives.count
+    total, before, mine = int(counts[:, 1].sum()), int(counts[: part[0], 1].sum()), int(counts[part[0], 1])
     # new row j copies positive j % total; this process holds positives [before, before + mine)
     extra = plan.extra // total * mine + min(max(plan.extra % total - before, 0), mine)
     return distributed.agreed(transforms.add_noisy_positives, key, plan._replace(extra=extra), data)

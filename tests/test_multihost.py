@@ -26,19 +26,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_as_one(tmp_path):
-    port = str(free_port())
+def _run_two(commands, envs=({}, {}), status=0, timeout=300):
+    """Run two processes (a command and extra environment each) from the repository root; both must exit with
+    ``status`` within ``timeout`` seconds. Returns ``(stdout, stderr)`` of each."""
     procs = [
         subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(p), port, str(tmp_path / f"{p}.json")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        for p in (0, 1)
+        for command, env in zip(commands, envs, strict=True)
     ]
-    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    outputs = [proc.communicate(timeout=timeout) for proc in procs]
+    assert [proc.returncode for proc in procs] == [status, status], outputs
+    return outputs
+
+
+def test_two_processes_train_as_one(tmp_path):
+    port = str(free_port())
+    _run_two([[sys.executable, str(SCRIPT), str(p), port, str(tmp_path / f"{p}.json")] for p in (0, 1)])
     first, second = (json.loads((tmp_path / f"{p}.json").read_text()) for p in (0, 1))
     assert first["processes"] == 2 and first["devices"] == 4
     assert first["local_rows"] + second["local_rows"] == 2_400  # each process kept only its shard
@@ -61,19 +65,10 @@ SMALL = [
 def _fpml_two(argvs, envs):
     """Run ``python -m fpml ARGV`` as two processes (per-process arguments and environment); both must succeed.
     Returns fpml's last line of output of each (gloo, in C++, announces its connections on stdout first)."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fpml", *argv, "--quiet"],
-            cwd=ROOT,
-            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for argv, env in zip(argvs, envs, strict=True)
-    ]
-    outputs = [proc.communicate(timeout=300) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    outputs = _run_two(
+        [[sys.executable, "-m", "fpml", *argv, "--quiet"] for argv in argvs],
+        [{"XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env} for env in envs],
+    )
     return [out.strip().splitlines()[-1] if out.strip() else "" for out, _ in outputs]
 
 
@@ -164,18 +159,7 @@ def test_two_processes_each_read_and_prepare_only_their_part(tmp_path):
     csv = tmp_path / "data.csv"
     synthetic.generate(seed=5, rows=4_000, frauds=80).to_csv(csv, index=False)
     port, script = str(free_port()), SCRIPT.with_name("check_sharded_prep.py")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(p), port, str(csv), str(tmp_path / f"{p}.npz")],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for p in (0, 1)
-    ]
-    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    _run_two([[sys.executable, str(script), str(p), port, str(csv), str(tmp_path / f"{p}.npz")] for p in (0, 1)])
     first, second = (np.load(tmp_path / f"{p}.npz") for p in (0, 1))
     assert "2 processes, each reading its own part" in str(first["source"])
     for key in ("test_x", "test_y", "validation_x", "mean", "std", "augmented_test_x"):
@@ -199,21 +183,9 @@ def test_two_processes_each_read_and_prepare_only_their_part(tmp_path):
 def _fail_two(args):
     """Start ``fpml train fraud ARGS`` as two processes that must both fail, within seconds, with status 2;
     their stderr."""
-    port = free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fpml", "train", "fraud", *args, "--quiet"]
-            + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(p)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for p in (0, 1)
-    ]
-    errors = [proc.communicate(timeout=120)[1] for proc in procs]
-    assert [proc.returncode for proc in procs] == [2, 2], errors
-    return errors
+    flags = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id"]
+    commands = [[sys.executable, "-m", "fpml", "train", "fraud", *args, "--quiet", *flags, str(p)] for p in (0, 1)]
+    return [err for _, err in _run_two(commands, status=2, timeout=120)]
 
 
 def test_bad_data_in_one_process_s_part_stops_every_process_with_its_error(tmp_path):

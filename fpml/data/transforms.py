@@ -105,10 +105,7 @@ def split(
     n, labels = len(data), data.labels
     members = np.bincount(labels, minlength=data.y.shape[1])
     if isinstance(test_size, numbers.Real):
-        test_rows = int(test_size) if isinstance(test_size, numbers.Integral) else int(round(test_size * n))
-        if not 0 < test_rows < n:
-            raise ConfigError(f":{name} {test_size} leaves no rows for one side of the split ({n} rows in all)")
-        counts = [int(round(test_rows * k / n)) for k in members]
+        counts = stratified_counts(test_size, members, name)
     else:
         counts = [int(k) for k in test_size]
         if len(counts) != len(members) or not all(0 <= k <= m for k, m in zip(counts, members, strict=True)):
@@ -124,6 +121,16 @@ def split(
     is_test = np.zeros(n, bool)
     is_test[np.concatenate(chosen) if chosen else []] = True
     return take(data, np.flatnonzero(~is_test)), take(data, np.flatnonzero(is_test))
+
+
+def stratified_counts(test_size: int | float, class_counts: Sequence[int], name: str = "test-size") -> list[int]:
+    """Test rows per class of a stratified split of ``test_size`` rows (or that fraction) of rows with these
+    class counts: ``round(test_rows * share)`` each, as :func:`split` takes them."""
+    n = int(sum(class_counts))
+    test_rows = int(test_size) if isinstance(test_size, numbers.Integral) else int(round(test_size * n))
+    if not 0 < test_rows < n:
+        raise ConfigError(f":{name} {test_size} leaves no rows for one side of the split ({n} rows in all)")
+    return [int(round(test_rows * k / n)) for k in class_counts]
 
 
 class Standardizer(NamedTuple):
