@@ -24,7 +24,23 @@ def fraud_schema(label: str = "Class") -> tuple[str, ...]:
 
 
 def _where(source: str, column: str, row: int) -> str:
-    return f"{source}: column {column}, data row {row + 1} (line {row + 2} of the file)"
+    line = _line_of_row(Path(source), row)
+    return f"{source}: column {column}, data row {row + 1}" + (f" (line {line} of the file)" if line else "")
+
+
+def _line_of_row(path: Path, row: int) -> int | None:
+    """The line of a CSV file holding its data row ``row`` (0-based), blank lines skipped as pandas skips
+    them; ``None`` where lines do not tell it (not a file; ``\\r`` line ends, which pandas reads too).
+    For error messages only: it reads the file up to that row."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        rows = -2  # the first line that is not blank is the header
+        for line, text in enumerate(handle, start=1):
+            rows += bool(text.strip())
+            if rows == row:
+                return line
+    return None
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
