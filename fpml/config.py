@@ -272,17 +272,18 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
         raise ConfigError(f"{source}: {err}") from None
     if cfg["threshold"] == "tune" and cfg["validation-size"] is None:
         raise ConfigError(f"{source}: :threshold :tune needs a :validation-size to tune it on (never the test set)")
-    if cfg["class-weights"] is not None and len(cfg["class-weights"]) != net.output_size:
+    classes = max(net.output_size, 2)  # one output (a logistic head) is two classes
+    if cfg["class-weights"] is not None and len(cfg["class-weights"]) != classes:
         raise ConfigError(
             f"{source}: :class-weights has {len(cfg['class-weights'])} entries, "
-            f"the network has {net.output_size} outputs"
+            f"the network has {classes} classes (one weight each)"
         )
     if cfg["epoch-size"] % cfg["batch-size"]:
         raise ConfigError(
             f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
             f"{cfg['batch-size']} (try {_multiple(cfg['epoch-size'], cfg['batch-size'])})"
         )
-    _check_stream(cfg, max(net.output_size, 2), source)  # one output (a logistic head) is two classes
+    _check_stream(cfg, classes, source)
     steps = cfg["epoch-size"] // cfg["batch-size"]
     if cfg["steps-per-call"] is not None and steps % cfg["steps-per-call"]:
         raise ConfigError(

@@ -26,14 +26,24 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy(logits, labels)
 
 
+def targets(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """The labels an output is compared with: one-hot labels of two classes against a single output
+    (P(class 1), a ``:logistic`` head of size 1) are their class-1 column; any other labels as they are.
+
+    >>> targets(jnp.zeros((2, 1)), jnp.array([[1.0, 0.0], [0.0, 1.0]])).tolist()
+    [[0.0], [1.0]]
+    """
+    return labels[..., 1:] if outputs.shape[-1] == 1 and labels.shape[-1] == 2 else labels
+
+
 def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example binary cross-entropy of 0/1 ``labels`` against ``sigmoid(logits)``, summed over outputs."""
-    return optax.sigmoid_binary_cross_entropy(logits, labels).sum(axis=-1)
+    return optax.sigmoid_binary_cross_entropy(logits, targets(logits, labels)).sum(axis=-1)
 
 
 def mean_squared_error(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example squared error summed over outputs."""
-    return jnp.sum((outputs - labels) ** 2, axis=-1)
+    return jnp.sum((outputs - targets(outputs, labels)) ** 2, axis=-1)
 
 
 class Loss(NamedTuple):
@@ -68,7 +78,8 @@ def resolve_loss(name: str, network: Network) -> Loss:
 
 
 def weighted(loss: Loss, class_weights: Sequence[float]) -> Loss:
-    """``loss`` with each example's term multiplied by the weight of its (one-hot) class."""
+    """``loss`` with each example's term multiplied by the weight of its (one-hot) class: one weight per
+    class, also for a single-output network of two classes."""
     weights = jnp.asarray(class_weights, jnp.float32)
     return loss._replace(fn=lambda out, labels: loss.fn(out, labels) * (labels @ weights))
 

@@ -199,7 +199,7 @@ def check_fits(cfg: Mapping, data: Prepared) -> None:
             f":network's input layer has :size {net.input_size}, but the data has {len(features)} feature "
             f"columns ({', '.join(features[:3])}, ...): make it {len(features)} or change :drop-columns"
         )
-    if net.output_size != classes and not (net.output_size == 1 and classes == 2):
+    if net.output_size != classes and not (net.output_size == 1 and classes == 2 and net.head == "logistic"):
         raise ConfigError(
             f":network gives {net.output_size} outputs, but the data has {classes} classes: its last "
             f"linear layer needs :size {classes}" + (" (or 1 before a :logistic)" if classes == 2 else "")

@@ -230,6 +230,15 @@ def test_loss_must_fit_the_head():
     assert cfg["loss"] == "softmax-cross-entropy"
 
 
+def test_class_weights_give_one_weight_per_class_also_for_a_single_logistic_output():
+    logistic = "[{:type :input :size 3} {:type :linear->logistic :size 1}]"
+    assert config.from_text("{:network " + logistic + " :class-weights [1 10]}")["class-weights"] == [1, 10]
+    with pytest.raises(ConfigError, match=r"has 1 entries, the network has 2 classes \(one weight each\)"):
+        config.from_text("{:network " + logistic + " :class-weights [10]}")
+    with pytest.raises(ConfigError, match=r":class-weights has 2 entries, the network has 3 classes"):
+        config.from_text("{:network [{:type :input :size 3} {:type :linear :size 3}] :class-weights [1 10]}")
+
+
 def test_optimizer_errors():
     with pytest.raises(ConfigError, match=r"did you mean 'adam'"):
         config.from_text("{:network " + NET + " :optimizer {:name :addam}}")

@@ -56,6 +56,24 @@ def test_objective_uses_logits_of_a_softmax_network():
     np.testing.assert_allclose(value, -(y * np.log(probs)).sum(1).mean(), rtol=1e-5)
 
 
+def test_a_single_logistic_output_learns_class_one_of_two_class_labels():
+    """Two-class one-hot labels against one output: the target is the class-1 column (a broadcast against
+    both columns would give a loss that does not depend on the label at all)."""
+    net = network.build([layers.input(3), layers.linear_then("logistic", 1)])
+    params = net.init(jax.random.key(0))
+    x, classes = rng.standard_normal((8, 3)).astype(np.float32), rng.integers(0, 2, 8)
+    y = np.eye(2, dtype=np.float32)[classes]
+    value = losses.objective(net, losses.resolve_loss("auto", net))(params, x, y, jax.random.key(1))
+    p = np.asarray(net.apply(params, x))[:, 0]
+    expected = -(classes * np.log(p) + (1 - classes) * np.log(1 - p)).mean()
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    mse = losses.objective(net, losses.LOSSES["mse"])(params, x, y, jax.random.key(1))
+    np.testing.assert_allclose(mse, ((p - classes) ** 2).mean(), rtol=1e-5)
+    weighted = losses.weighted(losses.resolve_loss("auto", net), [1.0, 10.0])
+    per_example = -(classes * np.log(p) + (1 - classes) * np.log(1 - p)) * np.where(classes == 1, 10.0, 1.0)
+    np.testing.assert_allclose(losses.objective(net, weighted)(params, x, y, None), per_example.mean(), rtol=1e-5)
+
+
 def test_l1_and_l2_penalties_attach_to_their_layer_only():
     net = network.build([layers.input(3), layers.linear(4, l2=0.1), layers.linear(2, l1=0.01), layers.softmax()])
     params = net.init(jax.random.key(0))

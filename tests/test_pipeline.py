@@ -162,6 +162,16 @@ def test_run_with_a_tuned_threshold(tmp_path):
     assert (result.run_dir / "best.npz").is_file()
 
 
+def test_a_single_logistic_output_learns_the_fraud_class(tmp_path):
+    """One output P(fraud) before a :logistic trains on the class-1 column of the one-hot labels."""
+    net = "[{:type :input :size 29 :id :data} {:type :linear->relu :size 8} {:type :linear->logistic :size 1}]"
+    text = CONFIG.replace("RUN_DIR", str(tmp_path)).replace(CONFIG.split(":network ")[1].split("\n :data")[0], net)
+    cfg = config.from_text(text.replace(":epoch-count 2", ":epoch-count 3 :class-weights [1 2]"))
+    result = fraud.run(cfg, "logistic", quiet=True)
+    assert result.test_probs.ndim == 1
+    assert metrics.auroc(result.data.test.labels, result.test_probs) > 0.9  # a label-blind loss gives ~0.5
+
+
 @pytest.mark.parametrize("chunk_rows", [None, 2_000])
 def test_a_csv_whose_label_column_has_another_name(tmp_path, chunk_rows):
     frame = synthetic.generate(seed=3, rows=6_000, frauds=60)
