@@ -270,9 +270,12 @@ def chunked_epoch(
     return epoch
 
 
-def replicate(tree: Any, mesh: Mesh | None) -> Any:
-    """``tree`` on the default device, or replicated on every device of ``mesh``."""
-    return jax.device_put(tree) if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+def replicate(tree: Any, mesh: Mesh | None, *, copy: bool = False) -> Any:
+    """``tree`` on the default device, or replicated on every device of ``mesh``; with ``copy``, in new
+    buffers even where ``tree`` is there already (for a state the epoch will donate)."""
+    alias = False if copy else None
+    where = None if mesh is None else NamedSharding(mesh, PartitionSpec())
+    return jax.device_put(tree, where, may_alias=alias)
 
 
 def apply_padded(apply: Callable[[Params, Any], jax.Array], params: Params, x: np.ndarray, rows: int) -> np.ndarray:
@@ -370,7 +373,7 @@ def train_n(
     else:
         state = state if state is not None else init_state(network, optimizer, jax.random.fold_in(key, 2))
         history, best, best_state = [], None, None
-    state = replicate(state, mesh)
+    state = replicate(state, mesh, copy=True)  # the epochs donate it: never the caller's own arrays
     if steps_per_call is None:  # the data and the stream live on the device(s); else on the host, per process
         stream, x, y = replicate((stream, train.x, train.y), mesh)
     else:

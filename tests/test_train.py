@@ -61,6 +61,18 @@ def test_same_key_gives_identical_params_and_metrics(data):
     assert [r.loss for r in a.history] == [r.loss for r in b.history]
 
 
+def test_training_leaves_the_callers_state_and_result_usable(data):
+    """The epoch donates its state; train_n must donate its own copy, never the arrays the caller passed."""
+    net, opt = network.build(NET), optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
+    start = train.init_state(net, opt, jax.random.key(0))
+    snapshot = jax.tree.map(np.array, start)
+    first = run(data, epochs=1, state=start)
+    assert leaves_equal(start, snapshot)  # still readable, and unchanged
+    again = [run(data, epochs=2, previous=first) for _ in range(2)]  # continue twice from the same result
+    assert leaves_equal(again[0].params, again[1].params)
+    assert leaves_equal(first.state, run(data, epochs=1, state=start).state)
+
+
 def test_training_learns(data):
     result = run(data, epochs=4)
     losses_ = [r.loss for r in result.history]
