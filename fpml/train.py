@@ -358,8 +358,9 @@ def train_n(
 
     With ``run_dir``, the best checkpoint (``best.npz``), the latest one (``last.npz``) and the per-epoch
     log (``log.jsonl``: one JSON object per epoch) are written there atomically after every epoch.
-    A non-finite loss raises :class:`TrainingDiverged` with the epoch and step; Ctrl-C raises
-    :class:`TrainingInterrupted`; either way what was saved stays.
+    ``on_epoch(record)`` is called after each epoch's files are written. A non-finite loss raises
+    :class:`TrainingDiverged` with the epoch and step; Ctrl-C raises :class:`TrainingInterrupted` once the
+    epoch's files and ``on_epoch`` are done; either way what was saved stays.
     """
     sizes = {"epoch_size": epoch_size, "batch_size": batch_size, "mesh": mesh}
     if steps_per_call is None:
@@ -383,9 +384,10 @@ def train_n(
     epoch = len(history)
 
     def finish(record: EpochRecord, host_state: TrainState, new_best: TrainState | None) -> None:
-        if writer:
-            _save_epoch(run_dir, network, host_state, record, new_best, config, history)
-        on_epoch(record)
+        with uninterrupted():  # Ctrl-C waits for the epoch's files, and for those on_epoch writes
+            if writer:
+                _save_epoch(run_dir, network, host_state, record, new_best, config, history)
+            on_epoch(record)
 
     try:
         for epoch in range(len(history), epoch_count):

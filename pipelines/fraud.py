@@ -378,11 +378,16 @@ def _train(
         done=len(previous.history) if previous else 0,
     ) as show:
 
-        def on_epoch(record: train.EpochRecord) -> None:
-            if record.best and run_dir is not None:  # the best network so far is usable even if training stops
+        def record_inference(record: train.EpochRecord | None) -> None:
+            if record is not None and record.best and run_dir is not None:  # the best network is usable at once
                 record_json = inference_record(cfg, data, record.metrics["threshold"])
                 write_text(run_dir / "inference.json", json.dumps(record_json, indent=1) + "\n")
+
+        def on_epoch(record: train.EpochRecord) -> None:
+            record_inference(record)
             show(record)
+
+        record_inference(previous.best if previous else None)  # a hard stop may have come before it was written
 
         result = train.train_n(
             net,

@@ -172,6 +172,22 @@ def test_a_single_logistic_output_learns_the_fraud_class(tmp_path):
     assert metrics.auroc(result.data.test.labels, result.test_probs) > 0.9  # a label-blind loss gives ~0.5
 
 
+def test_resume_rewrites_the_best_epochs_inference_record_before_training(tmp_path, monkeypatch):
+    """A hard stop between an epoch's checkpoints and its inference.json leaves the record missing or
+    stale; resume writes the best epoch's record again before it trains."""
+    done = fraud.run(cfg_for(tmp_path), "hard-stop", quiet=True)
+    expected = (done.run_dir / "inference.json").read_text()
+    (done.run_dir / "inference.json").unlink()
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before the first epoch")
+
+    monkeypatch.setattr(fraud.train, "train_n", stop)
+    with pytest.raises(RuntimeError, match="stopped before"):
+        fraud.resume(done.run_dir, ["epoch-count=3"], quiet=True)
+    assert (done.run_dir / "inference.json").read_text() == expected
+
+
 @pytest.mark.parametrize("chunk_rows", [None, 2_000])
 def test_a_csv_whose_label_column_has_another_name(tmp_path, chunk_rows):
     frame = synthetic.generate(seed=3, rows=6_000, frauds=60)

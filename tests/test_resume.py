@@ -13,7 +13,7 @@ import pytest
 
 from fpml import checkpoint, edn, losses, network, optim, train
 from fpml.data import stream
-from fpml.errors import CheckpointError
+from fpml.errors import CheckpointError, TrainingInterrupted
 from fpml.files import uninterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def parts(small_split):
     return small_split(seed=4, rows=3_000, frauds=60, test_rows=800)
 
 
-def train_for(parts, epochs, run_dir=None, previous=None):
+def train_for(parts, epochs, run_dir=None, previous=None, **options):
     train_part, test_part = parts
     net = network.build(NET)
     opt = optim.optimizer(edn.loads("{:name :adam :learning-rate 0.01}"))
@@ -43,6 +43,7 @@ def train_for(parts, epochs, run_dir=None, previous=None):
         batch_size=50,
         run_dir=run_dir,
         previous=previous,
+        **options,
     )
 
 
@@ -176,6 +177,23 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     assert {"training.png", "precision-recall.png", "confusion.png", "inference.json"} <= {
         p.name for p in run.iterdir()
     }
+
+
+def test_ctrl_c_during_an_epochs_callback_waits_for_it(parts, tmp_path):
+    """on_epoch writes files of its own (the pipeline's inference.json): Ctrl-C must not cut it short."""
+    written = []
+
+    def on_epoch(record):
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came while the callback writes its file
+        written.append(record.epoch)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted):
+            train_for(parts, 3, run_dir=tmp_path, on_epoch=on_epoch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert written == [0] and len(train.read_log(tmp_path / "log.jsonl")) == 1
 
 
 def _interrupt_inside(handler) -> bool:
