@@ -502,6 +502,11 @@ def evaluate(
     model = load_model(run_dir)
     threshold = model.inference["threshold"]
     if data_path is None:
+        if model.config["coordinator"] is not None:  # its test split is the union of every process's part
+            raise ConfigError(
+                f"evaluate: {run_dir} trained on several processes, whose test split one process cannot "
+                f"rebuild; its test-set metrics are in {Path(run_dir) / 'test.json'}, or pass --data CSV"
+            )
         data = prepare(model.config, quiet=True)
         probs = train.probabilities(model.network, data.test)(model.params)
         labels, what = data.test.labels, f"the run's test set ({data.source})"

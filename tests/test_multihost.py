@@ -11,9 +11,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from fpml import checkpoint, config
 from fpml.data import synthetic, transforms
+from fpml.errors import ConfigError
 from pipelines import fraud
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +108,8 @@ def test_two_processes_from_config_keys_reading_in_chunks(tmp_path):
     run = _train_two(tmp_path / "runs", [[*keys, "process-id=0"], [*keys, "process-id=1"]], [{}, {}])
     assert ":num-processes 2" in (run / "config.edn").read_text()
     assert "read 1000 rows at a time into memory-mapped files" in (run / "data.txt").read_text()
+    with pytest.raises(ConfigError, match=r"trained on several processes, whose test split one process cannot"):
+        fraud.evaluate(run)  # one process would rebuild another split, most of it training rows
 
 
 def _slurm_job_id() -> int:
