@@ -24,11 +24,15 @@ from fpml.errors import ConfigError, did_you_mean, nearest_divisor, one_of
 CONFIG_DIR = Path("configs")
 
 
+#: The data sources that are not a CSV path (``:data synthetic`` on the command line means one too).
+DATA_SOURCES = ("kaggle", "synthetic")
+
+
 def _is_data_source(value: Any) -> str | None:
-    if isinstance(value, Keyword) and value in ("kaggle", "synthetic"):
+    if isinstance(value, Keyword) and value in DATA_SOURCES:
         return None
     ok = isinstance(value, str) and not isinstance(value, Keyword) and value
-    hint = did_you_mean(value, ("kaggle", "synthetic")) if isinstance(value, Keyword) else ""
+    hint = did_you_mean(value, DATA_SOURCES) if isinstance(value, Keyword) else ""
     return None if ok else f'must be :kaggle, :synthetic or a CSV path string like "data/creditcard.csv"{hint}'
 
 
@@ -389,10 +393,15 @@ _EDN_START = re.compile(r"^([\[{(#:\"\\]|[-+]?\.?\d|true$|false$|nil$)")
 
 def parse_value(text: str) -> Any:
     """An override value: EDN when it looks like EDN (numbers, keywords, collections, strings,
-    true/false/nil), otherwise the plain string (so ``data=path/to.csv`` works)."""
+    true/false/nil), otherwise the plain string (so ``data=path/to.csv`` and ``data=2024/x.csv`` work)."""
     if not _EDN_START.match(text):
         return text
-    value = edn.loads(text, f"value {text!r}")
+    try:
+        value = edn.loads(text, f"value {text!r}")
+    except ConfigError:
+        if _EDN_START.match(text)[0][-1].isdigit():  # a number that is not one alone: a name like 2024/x.csv
+            return text
+        raise
     return str(value) if isinstance(value, Keyword) and not text.startswith(":") else value
 
 

@@ -25,7 +25,6 @@ from rich.console import Console
 from fpml import checkpoint, config, distributed, edn, losses, metrics, network, optim, plots, progress, train
 from fpml.data import io, kaggle, storage, stream, synthetic, transforms
 from fpml.data.dataset import Dataset, dataset
-from fpml.edn import Keyword
 from fpml.errors import CheckpointError, ConfigError, DataError
 from fpml.files import atomic_write, write_text
 
@@ -264,7 +263,7 @@ def _start_run_dir(cfg: Mapping, name: str, data: Prepared) -> Path:
 
 def _with_absolute_paths(cfg: Mapping) -> Mapping:
     """``cfg`` with :data (a CSV path) and :data-dir absolute, so a run folder is usable from any folder."""
-    data = cfg["data"] if isinstance(cfg["data"], Keyword) else str(Path(cfg["data"]).resolve())
+    data = cfg["data"] if cfg["data"] in config.DATA_SOURCES else str(Path(cfg["data"]).resolve())
     return cfg.set("data", data).set("data-dir", str(Path(cfg["data-dir"]).resolve()))
 
 

@@ -336,6 +336,9 @@ def test_parse_value():
     assert config.parse_value('"Time"') == "Time"
     assert config.parse_value("[1 2]") == edn.freeze([1, 2])
     assert type(config.parse_value("runs/exp")) is str
+    assert config.parse_value("2024/creditcard.csv") == "2024/creditcard.csv"  # starts like a number, is a name
+    assert config.parse_value("3days.csv") == "3days.csv"
+    assert config.parse_value("-0.5") == -0.5
 
 
 def test_unknown_config_name_lists_known_configs(config_dir):

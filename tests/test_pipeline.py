@@ -132,6 +132,16 @@ def test_prepare_is_deterministic(cfg, prepared):
     assert prepared.source == again.source
 
 
+@pytest.mark.parametrize("source", ["synthetic", "kaggle"])
+def test_a_source_named_on_the_command_line_stays_a_source_in_the_run_folder(source, tmp_path, monkeypatch):
+    """``data=synthetic`` (a plain string, not :synthetic) reads the generator; the run folder's config must
+    not turn it into the file ``$PWD/synthetic``, which evaluate and resume would then look for."""
+    cfg = config.from_text(CONFIG.replace(":data :synthetic", f':data "{source}"'))  # as data={source} gives
+    monkeypatch.chdir(tmp_path)
+    assert fraud._with_absolute_paths(cfg)["data"] == source
+    assert fraud._with_absolute_paths(cfg.set("data", "x.csv"))["data"] == str(tmp_path / "x.csv")
+
+
 def test_run_with_a_tuned_threshold(tmp_path):
     cfg = cfg_for(tmp_path)
     result = fraud.run(cfg, "tuned", quiet=True)
