@@ -30,7 +30,8 @@ FORMAT_VERSION = 1
 
 
 class Checkpoint(NamedTuple):
-    """What a checkpoint holds. ``opt_state`` is the list of optimizer-state leaves (see :func:`restore_opt_state`)."""
+    """What a checkpoint holds. ``opt_state`` is the list of optimizer-state leaves (see :func:`restore_opt_state`);
+    ``epoch`` is an index from 0 (printed from 1, as the log and the command line count)."""
 
     description: Any
     params: dict[str, dict[str, np.ndarray]]
@@ -47,7 +48,7 @@ class Checkpoint(NamedTuple):
             if k in ("loss", "precision", "recall", "f-beta", "auprc", "threshold")
         }
         return (
-            f"Checkpoint(epoch {self.epoch}, {count} parameters in {len(self.params)} layers, "
+            f"Checkpoint(epoch {self.epoch + 1}, {count} parameters in {len(self.params)} layers, "
             f"optimizer state {'saved' if self.opt_state else 'absent'}, metrics {shown})\n"
             f"{edn.pretty(self.description)}"
         )
@@ -100,7 +101,7 @@ def load(path: str | Path) -> Checkpoint:
     params: dict[str, dict[str, np.ndarray]] = {}
     for key, value in data.items():
         if key.startswith("params/"):
-            _, layer_id, name = key.split("/", 2)
+            layer_id, name = key.removeprefix("params/").rsplit("/", 1)  # an id may hold "/" (:enc/out)
             params.setdefault(layer_id, {})[name] = value
     leaves = [data[k] for k in sorted(k for k in data if k.startswith("opt_state/"))]
     try:

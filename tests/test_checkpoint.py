@@ -69,6 +69,21 @@ def test_round_trip_is_bit_identical(tmp_path, net, params):
     checkpoint.check_params(ckpt, rebuilt)  # no error
 
 
+def test_layer_ids_with_a_slash_round_trip(tmp_path):
+    """EDN keywords may have a namespace (:enc/out); the id is everything before the parameter's name."""
+    description = edn.loads("[{:type :input :size 3} {:type :linear :size 2 :id :enc/out} {:type :softmax}]")
+    named = network.build(description)
+    params = named.init(jax.random.key(0))
+    ckpt = checkpoint.check_params(checkpoint.load(checkpoint.save(tmp_path / "c.npz", description, params)), named)
+    assert sorted(ckpt.params) == ["enc/out"]
+    _leaves_identical(ckpt.params, params)
+
+
+def test_repr_counts_epochs_from_one_as_the_log_does(tmp_path, net, params):
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, epoch=0))
+    assert repr(ckpt).startswith("Checkpoint(epoch 1, ")
+
+
 def test_opt_state_round_trip(tmp_path, net, params):
     opt = optax.adam(1e-2)
     state = opt.init(params)
