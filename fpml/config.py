@@ -65,19 +65,36 @@ AUGMENT_KEYS = {
 }
 
 
+SYNTHETIC_KEYS = {
+    "rows": layers.Key(layers.is_positive_int, 284_807),
+    "frauds": layers.Key(layers.is_positive_int, 492),
+    "seed": layers.Key(layers.is_non_negative_int, 0),
+}
+
+
+def _keys_complaint(value: Mapping, keys: Mapping[str, layers.Key]) -> str | None:
+    """What is wrong with the first key of a nested map that is unknown or has a bad value, if any."""
+    for key, item in value.items():
+        if key not in keys:
+            return f"has unknown key :{key}{did_you_mean(key, keys)}; allowed: {one_of(':' + k for k in keys)}"
+        complaint = keys[key].check(item)
+        if complaint:
+            return f":{key} {complaint}, got {edn.dumps(item)}"
+    return None
+
+
 def _is_augment(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
         return "must be nil or a map like {:target-share 0.5 :scale 5000 :scale-rule :euclidean-norm}"
-    for key, item in value.items():
-        if key not in AUGMENT_KEYS:
-            allowed = one_of(":" + k for k in AUGMENT_KEYS)
-            return f"has unknown key :{key}{did_you_mean(key, AUGMENT_KEYS)}; allowed: {allowed}"
-        complaint = AUGMENT_KEYS[key].check(item)
-        if complaint:
-            return f":{key} {complaint}, got {edn.dumps(item)}"
-    return None
+    return _keys_complaint(value, AUGMENT_KEYS)
+
+
+def _is_synthetic(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "must be a map like {:rows 284807 :frauds 492 :seed 0}"
+    return _keys_complaint(value, SYNTHETIC_KEYS)
 
 
 def _is_class_weights(value: Any) -> str | None:
@@ -130,8 +147,8 @@ SETTINGS: Mapping[str, Setting] = {
     ),
     "data-dir": Setting(_is_string, "data", "where the Kaggle file and its fast cache are kept"),
     "synthetic": Setting(
-        _is_map,
-        pmap({"rows": 284_807, "frauds": 492, "seed": 0}),
+        _is_synthetic,
+        pmap({key: spec.default for key, spec in SYNTHETIC_KEYS.items()}),
         "size and seed of the synthetic data set: {:rows N :frauds K :seed S}",
     ),
     "label": Setting(_is_string, "Class", "name of the 0/1 label column"),

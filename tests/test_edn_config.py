@@ -174,6 +174,15 @@ def test_unknown_key_suggests_nearest():
     assert ":epoch-cont" in str(info.value)
 
 
+def test_nested_setting_maps_check_their_keys():
+    with pytest.raises(ConfigError, match=r":synthetic has unknown key :row \(did you mean 'rows'\?\)"):
+        config.from_text("{:network " + NET + " :synthetic {:row 1000}}")
+    with pytest.raises(ConfigError, match=r":synthetic :frauds must be a positive integer, got 2.5"):
+        config.from_text("{:network " + NET + " :synthetic {:frauds 2.5}}")
+    with pytest.raises(ConfigError, match=r":augment has unknown key :scal \(did you mean 'scale'\?\)"):
+        config.from_text("{:network " + NET + " :augment {:scal 2}}")
+
+
 def test_unknown_layer_type_and_key_suggest_nearest():
     with pytest.raises(ConfigError, match=r"did you mean 'linear'"):
         network.build(edn.loads("[{:type :input :size 3} {:type :lineer :size 2}]"))
