@@ -285,12 +285,17 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
             raise ConfigError(f"{where}: :{key} {complaint}, got {edn.dumps(raw[key])}")
         full[key] = raw[key]
     cfg = pmap(full)
-    try:
-        net = network.build(cfg["network"])
-        losses.resolve_loss(cfg["loss"], net)
-        optim.optimizer(cfg["optimizer"])
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+
+    def blamed(build: Callable[[], Any], *keys: str) -> Any:  # on the override that set one of ``keys``, if any
+        try:
+            return build()
+        except ConfigError as err:
+            where = next((f"override {overridden[k]!r}" for k in keys if k in overridden), source)
+            raise ConfigError(f"{where}: {err}") from None
+
+    net = blamed(lambda: network.build(cfg["network"]), "network")
+    blamed(lambda: losses.resolve_loss(cfg["loss"], net), "loss", "network")
+    blamed(lambda: optim.optimizer(cfg["optimizer"]), "optimizer")
     if cfg["threshold"] == "tune" and cfg["validation-size"] is None:
         raise ConfigError(f"{source}: :threshold :tune needs a :validation-size to tune it on (never the test set)")
     classes = max(net.output_size, 2)  # one output (a logistic head) is two classes

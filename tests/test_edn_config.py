@@ -325,6 +325,20 @@ def test_bad_overrides_raise_config_error(config_dir, override):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("network.1.size=0", "network layer 1 (linear->relu): :size must be a positive integer, got 0"),
+        ("optimizer.name=:adma", ":optimizer :name :adma is unknown (did you mean 'adam'?)"),
+        ("loss=:binary-cross-entropy", ":loss :binary-cross-entropy needs a network ending in a :logistic layer"),
+    ],
+)
+def test_network_loss_and_optimizer_errors_blame_the_override(config_dir, override, message):
+    with pytest.raises(ConfigError) as info:
+        config.load("fraud", [override], config_dir=config_dir)
+    assert str(info.value).startswith(f"override {override!r}: {message}")
+
+
 def test_unknown_override_key_suggests(config_dir):
     with pytest.raises(ConfigError, match=r"did you mean 'epoch-count'"):
         config.load("fraud", ["epoch-cont=3"], config_dir=config_dir)
