@@ -119,9 +119,11 @@ def test_a_log_written_before_epochs_counted_from_1_still_resumes(parts, tmp_pat
 
 
 def test_continuing_in_memory_equals_straight(parts):
-    straight = train_for(parts, 3)
-    continued = train_for(parts, 3, previous=train_for(parts, 1))
-    assert same(jax.device_get(continued.state.params), jax.device_get(straight.state.params))
+    """Also twice from the same result: train_n donates its own copy of the state, never the caller's."""
+    straight, first = train_for(parts, 3), train_for(parts, 1)
+    for _ in range(2):
+        continued = train_for(parts, 3, previous=first)
+        assert same(jax.device_get(continued.state.params), jax.device_get(straight.state.params))
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
