@@ -86,12 +86,17 @@ def _train_two(runs, args, envs, epochs=2):
 
 
 def test_a_two_process_run_resumed_on_two_processes_equals_a_straight_one(tmp_path):
-    """Both runs start from the command-line flags (--coordinator, --num-processes, --process-id)."""
+    """The straight run starts from config keys and reads its data in chunks into memory-mapped files; the
+    interrupted one from the command-line flags (--coordinator, --num-processes, --process-id), in memory,
+    and is resumed on two processes. Both train alike; evaluate refuses to rebuild their test split."""
+    keys = [f'coordinator="127.0.0.1:{free_port()}"', "num-processes=2", "chunk-rows=1000", f"data-dir={tmp_path}"]
+    straight = _train_two(tmp_path / "straight", [[*keys, f"process-id={p}"] for p in (0, 1)], [{}, {}], epochs=3)
+    assert ":num-processes 2" in (straight / "config.edn").read_text()
+    assert "read 1000 rows at a time into memory-mapped files" in (straight / "data.txt").read_text()
 
     def flags(port):  # per process
         return [["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(p)] for p in (0, 1)]
 
-    straight = _train_two(tmp_path / "straight", flags(free_port()), [{}, {}], epochs=3)
     run = _train_two(tmp_path / "resumed", flags(free_port()), [{}, {}], epochs=2)
     last_lines = _fpml_two([["resume", str(run), "epoch-count=3", *f] for f in flags(free_port())], [{}, {}])
     assert last_lines[0] == str(run / "best.npz") and "best.npz" not in last_lines[1]
@@ -101,13 +106,6 @@ def test_a_two_process_run_resumed_on_two_processes_equals_a_straight_one(tmp_pa
     assert losses[0] == losses[1] and len(losses[1]) == 3
     params = [checkpoint.load(r / "last.npz").params for r in (straight, run)]
     assert all(np.array_equal(a, b) for a, b in zip(*map(jax.tree.leaves, params), strict=True))
-
-
-def test_two_processes_from_config_keys_reading_in_chunks(tmp_path):
-    keys = [f'coordinator="127.0.0.1:{free_port()}"', "num-processes=2", "chunk-rows=1000", f"data-dir={tmp_path}"]
-    run = _train_two(tmp_path / "runs", [[*keys, "process-id=0"], [*keys, "process-id=1"]], [{}, {}])
-    assert ":num-processes 2" in (run / "config.edn").read_text()
-    assert "read 1000 rows at a time into memory-mapped files" in (run / "data.txt").read_text()
     with pytest.raises(ConfigError, match=r"trained on several processes, whose test split one process cannot"):
         fraud.evaluate(run)  # one process would rebuild another split, most of it training rows
 
