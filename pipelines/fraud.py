@@ -122,6 +122,8 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
                 f"{int(np.flatnonzero(held_out.class_counts == 0)[0])} (the data: {_counts(per_process.sum(0))}); "
                 f"it cannot judge a classifier: make :{key} larger"
             )
+    trained = distributed.all_rows(train_part.class_counts[None])  # per process and class
+    check_training_classes(trained, cfg["stream"] == "class-balanced", per_process.sum(0))
     stats = transforms.fit_standardizer(_all_moments(transforms.moments(train_part.x))) if cfg["standardize"] else None
     if stats is not None:
         scale = transforms.standardize(stats)
@@ -133,6 +135,24 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
         key = distributed.process_key(jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY), *part)
         train_part = _augment_part(key, a, train_part, part)
     return Prepared(train_part, validation, test_part, source, stats)
+
+
+def check_training_classes(trained: np.ndarray, balanced: bool, data_counts: np.ndarray) -> None:
+    """Every class must have training rows (``trained``: rows per process and class) and, for class-balanced
+    batches, which each process draws from its own rows, rows in every process's part."""
+    if (trained.sum(0) == 0).any():
+        raise DataError(
+            f"the training set ({int(trained.sum())} rows) holds no rows of class "
+            f"{int(np.flatnonzero(trained.sum(0) == 0)[0])} (the data: {_counts(data_counts)}): "
+            "make :test-size (and :validation-size) smaller"
+        )
+    if balanced and (trained == 0).any():
+        process, label = (int(i) for i in np.argwhere(trained == 0)[0])
+        raise DataError(
+            f"process {process}'s part of the training rows holds no rows of class {label}, and each process "
+            "draws its class-balanced batches from its own part: give every part rows of every class "
+            "(shuffle the file's rows), or use fewer processes"
+        )
 
 
 def _split_part(

@@ -11,6 +11,7 @@ import toolz
 
 from fpml import config, metrics, network
 from fpml.data import synthetic, transforms
+from fpml.errors import DataError
 from pipelines import fraud
 
 CONFIG = """
@@ -140,6 +141,16 @@ def test_a_source_named_on_the_command_line_stays_a_source_in_the_run_folder(sou
     monkeypatch.chdir(tmp_path)
     assert fraud._with_absolute_paths(cfg)["data"] == source
     assert fraud._with_absolute_paths(cfg.set("data", "x.csv"))["data"] == str(tmp_path / "x.csv")
+
+
+def test_every_class_needs_training_rows_and_balanced_batches_need_them_in_every_process():
+    data = np.array([900, 12])
+    fraud.check_training_classes(np.array([[400, 5], [420, 4]]), True, data)  # fine
+    fraud.check_training_classes(np.array([[400, 0], [420, 9]]), False, data)  # shuffled batches: fine
+    with pytest.raises(DataError, match=r"^the training set \(820 rows\) holds no rows of class 1 \(the data: class"):
+        fraud.check_training_classes(np.array([[400, 0], [420, 0]]), False, data)
+    with pytest.raises(DataError, match=r"^process 0's part of the training rows holds no rows of class 1, and each"):
+        fraud.check_training_classes(np.array([[400, 0], [420, 9]]), True, data)
 
 
 def test_run_with_a_tuned_threshold(tmp_path):

@@ -363,6 +363,12 @@ CASES = [
         {"data.csv": fraud_csv()},
     ),
     Case(
+        "training-set-without-frauds",
+        ("train", "fraud", "data={work}/data.csv", *DATA_SMALL, "test-size=0.9", "run-dir={runs}"),
+        ("the training set (4 rows) holds no rows of class 1", "make :test-size (and :validation-size) smaller"),
+        {"data.csv": fraud_csv()},
+    ),
+    Case(
         "validation-set-without-frauds",
         ("train", "fraud", "data={work}/data.csv", *DATA_SMALL, "test-size=0.5", "validation-size=2", "run-dir={runs}"),
         ("the validation set (2 rows) holds no rows of class 1", "make :validation-size larger"),
