@@ -49,7 +49,7 @@ def load_frame(cfg: Mapping, *, quiet: bool = False) -> tuple[pd.DataFrame, str]
         frame = synthetic.generate(seed=s["seed"], rows=s["rows"], frauds=s["frauds"])
         return frame, f"synthetic data (fpml.data.synthetic, seed {s['seed']}, {s['rows']} rows, {s['frauds']} frauds)"
     source = kaggle.obtain(cfg["data"], Path(cfg["data-dir"]), quiet=quiet)
-    return kaggle.load_frame(source, cfg["label"]), source.description
+    return kaggle.load_frame(source, cfg["label"], cfg["log1p-columns"]), source.description
 
 
 def features(cfg: Mapping, frame: pd.DataFrame) -> Dataset:
@@ -80,7 +80,7 @@ def load_data(cfg: Mapping, *, quiet: bool = False, part: tuple[int, int] = (0, 
         frames = (frame.iloc[s] for s in storage.row_blocks(len(frame), chunk_rows or max(len(frame), 1)))
     else:
         found = kaggle.obtain(cfg["data"], Path(cfg["data-dir"]), quiet=quiet)
-        frames = kaggle.load_chunks(found, chunk_rows, cfg["label"], part if count > 1 else None)
+        frames = kaggle.load_chunks(found, chunk_rows, cfg["label"], part if count > 1 else None, cfg["log1p-columns"])
         source = found.description
     frames = iter(frames)
     first = next(frames, None)
@@ -533,7 +533,9 @@ def evaluate(
         source, info = kaggle.obtain(data_path), model.inference
         label = info["label"]
         columns = list(dict.fromkeys([*info["features"], *info["log1p-columns"], label]))
-        frames = io.read_csv_chunks(source.path, chunk_rows, columns, label, ignore_others=True)
+        frames = io.read_csv_chunks(
+            source.path, chunk_rows, columns, label, ignore_others=True, non_negative=info["log1p-columns"]
+        )
         chunks = _scored(model, frames, chunk_rows)
         pairs = [(frame[label].to_numpy(), scores[:, -1]) for frame, scores in chunks]
         labels, probs = (np.concatenate(column) for column in zip(*pairs, strict=True))
@@ -558,7 +560,7 @@ def predict(
     needed = list(dict.fromkeys([*info["features"], *info["log1p-columns"]]))
     label = info["label"]
     with atomic_write(output_csv, "w") as handle:
-        frames = io.read_feature_chunks(input_csv, needed, chunk_rows)
+        frames = io.read_feature_chunks(input_csv, needed, chunk_rows, info["log1p-columns"])
         for i, (_, probs) in enumerate(_scored(model, frames, chunk_rows)):
             classes = range(probs.shape[1]) if probs.shape[1] > 1 else [1]  # a logistic head gives P(class 1)
             out = pd.DataFrame({f"P({label}={k})": probs[:, j] for j, k in enumerate(classes)})

@@ -45,11 +45,15 @@ def _line_of_row(path: Path, row: int) -> int | None:
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 TOO_LARGE = f"is too large: features are float32, at most {FLOAT32_MAX:.4g} in magnitude"
+NEGATIVE = "is negative: the column is log1p-transformed (:log1p-columns), which needs values >= 0"
 
 
-def numeric(frame: pd.DataFrame, columns: Sequence[str], source: str, first_row: int = 0) -> pd.DataFrame:
-    """The named columns as float64; the first cell that is not a finite number, or is too large for the
-    float32 that training uses, is an error naming it.
+def numeric(
+    frame: pd.DataFrame, columns: Sequence[str], source: str, first_row: int = 0, non_negative: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The named columns as float64; the first cell that is not a finite number, is too large for the
+    float32 that training uses, or is negative in a ``non_negative`` column (one to be log1p-transformed),
+    is an error naming it.
 
     ``first_row`` is the data row the frame starts at in its file (for a chunk of a larger file).
     """
@@ -57,7 +61,10 @@ def numeric(frame: pd.DataFrame, columns: Sequence[str], source: str, first_row:
         raise DataError(f"{source}: has a header but no rows")
     for column in columns:
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        for bad, what in ((~np.isfinite(values), "is not a finite number"), (np.abs(values) > FLOAT32_MAX, TOO_LARGE)):
+        checks = [(~np.isfinite(values), "is not a finite number"), (np.abs(values) > FLOAT32_MAX, TOO_LARGE)]
+        if column in non_negative:
+            checks.append((values < 0, NEGATIVE))
+        for bad, what in checks:
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise DataError(f"{_where(source, column, first_row + row)}: value {frame[column].iloc[row]!r} {what}")
@@ -70,9 +77,11 @@ def validate_frame(
     columns: Sequence[str] = CREDITCARD_COLUMNS,
     label: str = "Class",
     first_row: int = 0,
+    non_negative: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Check the schema and values of a table (or of a chunk of one starting at data row ``first_row``);
-    return it with float64 features and int labels. Whether both classes occur is :func:`check_classes`."""
+    """Check the schema and values of a table (or of a chunk of one starting at data row ``first_row``;
+    ``non_negative`` columns must hold no negative value); return it with float64 features and int labels.
+    Whether both classes occur is :func:`check_classes`."""
     missing = [c for c in columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in columns]
     if missing or extra:
@@ -85,7 +94,7 @@ def validate_frame(
             else ", ".join(columns)
         )
         raise DataError(f"{source}: {'; '.join(parts)}; expected {expected}")
-    out = numeric(frame, columns, source, first_row)
+    out = numeric(frame, columns, source, first_row, non_negative)
     labels = out[label]
     off = ~labels.isin([0.0, 1.0])
     if off.any():
@@ -154,9 +163,16 @@ def read_raw(path: str | Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def read_csv(path: str | Path, columns: Sequence[str] = CREDITCARD_COLUMNS, label: str = "Class") -> pd.DataFrame:
-    """Load and validate a CSV with the given columns (the fraud schema by default)."""
-    frame = validate_frame(read_raw(path), str(path), columns, label)
+def read_csv(
+    path: str | Path,
+    columns: Sequence[str] = CREDITCARD_COLUMNS,
+    label: str = "Class",
+    *,
+    non_negative: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Load and validate a CSV with the given columns (the fraud schema by default; ``non_negative``: see
+    :func:`validate_frame`)."""
+    frame = validate_frame(read_raw(path), str(path), columns, label, non_negative=non_negative)
     check_classes(set(frame[label].unique().tolist()), str(path), label)
     return frame
 
@@ -259,6 +275,7 @@ def read_csv_chunks(
     *,
     ignore_others: bool = False,
     part: tuple[int, int] | None = None,
+    non_negative: Sequence[str] = (),
 ) -> Iterator[pd.DataFrame]:
     """:func:`read_csv` ``chunk_rows`` rows at a time (``None``: at once): validated frames, lazily; errors
     name the file's row.
@@ -274,23 +291,25 @@ def read_csv_chunks(
             continue
         raw = _has_columns(raw, path, columns)[list(columns)] if ignore_others else raw
         try:
-            frame = validate_frame(raw, str(path), columns, label, first_row)
+            frame = validate_frame(raw, str(path), columns, label, first_row, non_negative)
         except DataError:
             if part is None:
                 raise
             before = _rows_before(Path(path), part_bytes(path, *part)[0])  # the file's row numbers, for the error
-            frame = validate_frame(raw, str(path), columns, label, before + first_row)
+            frame = validate_frame(raw, str(path), columns, label, before + first_row, non_negative)
         classes.update(frame[label].unique().tolist())
         yield frame
     if part is None:
         check_classes(classes, str(path), label)
 
 
-def read_feature_chunks(path: str | Path, columns: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+def read_feature_chunks(
+    path: str | Path, columns: Sequence[str], chunk_rows: int, non_negative: Sequence[str] = ()
+) -> Iterator[pd.DataFrame]:
     """The named columns of a CSV as float64, ``chunk_rows`` rows at a time, lazily (files larger than memory);
     for prediction: other columns (a label, an id) may be present."""
     for first_row, raw in _raw_chunks(path, chunk_rows):
-        yield numeric(_has_columns(raw, path, columns), columns, str(path), first_row)
+        yield numeric(_has_columns(raw, path, columns), columns, str(path), first_row, non_negative)
 
 
 def _has_columns(frame: pd.DataFrame, path: str | Path, columns: Sequence[str]) -> pd.DataFrame:

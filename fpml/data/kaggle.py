@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from fpml.data.io import fraud_schema, read_csv, read_csv_chunks
+from fpml.data.io import fraud_schema, numeric, read_csv, read_csv_chunks
 from fpml.errors import DataError
 from fpml.files import atomic_write
 
@@ -111,17 +111,20 @@ def _cache_path(csv: Path) -> Path:
     return csv.with_suffix(".npz")
 
 
-def load_frame(source: Source, label: str = "Class") -> pd.DataFrame:
-    """The validated table of ``source``; through a ``.npz`` cache when ``source`` is the verified Kaggle file."""
+def load_frame(source: Source, label: str = "Class", non_negative: Sequence[str] = ()) -> pd.DataFrame:
+    """The validated table of ``source`` (``non_negative``: columns to be log1p-transformed); through a
+    ``.npz`` cache when ``source`` is the verified Kaggle file."""
     cache = _cache_path(source.path)
     if source.verified and cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
                 if str(z["sha256"]) == SHA256:
-                    return pd.DataFrame(z["values"], columns=[str(c) for c in z["columns"]]).astype({label: np.int64})
+                    frame = pd.DataFrame(z["values"], columns=[str(c) for c in z["columns"]])
+                    numeric(frame, non_negative, str(source.path), non_negative=non_negative)  # as the CSV read
+                    return frame.astype({label: np.int64})
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # a damaged cache is rebuilt below
-    frame = read_csv(source.path, fraud_schema(label), label)
+    frame = read_csv(source.path, fraud_schema(label), label, non_negative=non_negative)
     if source.verified:
         with atomic_write(cache, "wb") as handle:
             np.savez(
@@ -134,8 +137,12 @@ def load_frame(source: Source, label: str = "Class") -> pd.DataFrame:
 
 
 def load_chunks(
-    source: Source, chunk_rows: int | None, label: str = "Class", part: tuple[int, int] | None = None
+    source: Source,
+    chunk_rows: int | None,
+    label: str = "Class",
+    part: tuple[int, int] | None = None,
+    non_negative: Sequence[str] = (),
 ) -> Iterator[pd.DataFrame]:
     """The validated table of ``source``, ``chunk_rows`` rows at a time (for data larger than memory), or
     only ``part=(index, count)`` of its rows (one process's byte range, ``fpml.data.io.part_bytes``)."""
-    return read_csv_chunks(source.path, chunk_rows, fraud_schema(label), label, part=part)
+    return read_csv_chunks(source.path, chunk_rows, fraud_schema(label), label, part=part, non_negative=non_negative)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -104,6 +105,12 @@ def truncate(name: str) -> Callable[[Path], None]:
         (run / name).write_bytes(data[: len(data) // 2])
 
     return damage
+
+
+def trained_on_log_amounts(run: Path) -> None:
+    """The run's inference record as a run with ``:log1p-columns ["Amount"]`` writes it."""
+    record = json.loads((run / "inference.json").read_text())
+    (run / "inference.json").write_text(json.dumps({**record, "log1p-columns": ["Amount"]}))
 
 
 def started_on_two_processes(run: Path) -> None:
@@ -384,8 +391,18 @@ CASES = [
     Case(
         "data-log1p-negative",
         ("train", "fraud", "data={work}/data.csv", *DATA_SMALL, 'log1p-columns=["Amount"]', "run-dir={runs}"),
-        ("column Amount holds 1 negative value(s), e.g. -3.5", "log1p needs values >= 0"),
+        (
+            "{work}/data.csv: column Amount, data row 6 (line 7 of the file): value '-3.5' is negative",
+            "(:log1p-columns)",
+        ),
         {"data.csv": fraud_csv(cells={(6, "Amount"): "-3.5"})},
+    ),
+    Case(
+        "data-log1p-negative-in-a-later-chunk",
+        ("train", "fraud", "data={work}/data.csv", "data-dir={work}", "chunk-rows=10", "steps-per-call=10")
+        + (*DATA_SMALL, 'log1p-columns=["Amount"]', "run-dir={runs}"),
+        ("{work}/data.csv: column Amount, data row 16 (line 17 of the file): value '-3.5' is negative",),
+        {"data.csv": fraud_csv(cells={(16, "Amount"): "-3.5"})},
     ),
     override_case(
         "schedule-missing-argument",
@@ -503,6 +520,12 @@ CASES = [
         ("evaluate", "{run}"),
         ("{run}/best.npz", "linear-1/b", "(7,)", "(20,)"),
         prepare=params_of_other_network,
+    ),
+    predict_case(
+        "predict-log1p-negative",
+        "{work}/in.csv: column Amount, data row 3 (line 4 of the file): value '-2' is negative",
+        input_csv=fraud_csv(cells={(3, "Amount"): "-2"}),
+        prepare=trained_on_log_amounts,
     ),
     predict_case(
         "predict-checkpoint-of-other-network-5-inputs",
