@@ -115,7 +115,7 @@ def _duplicate_key(text: str) -> tuple[str, int] | None:
 
 
 def _syntax_error(text: str, source: str, err: Exception) -> ConfigError:
-    message = str(err)
+    message = " ".join(str(err).split())  # one line: edn_format quotes the text around the error
     token = re.match(r"LexToken\((\w+),'?(.*?)'?,\d+,(\d+)\)", message)
     if token:
         kind, value, offset = token.groups()
@@ -128,9 +128,9 @@ def _syntax_error(text: str, source: str, err: Exception) -> ConfigError:
             f"{source}: EDN syntax error at {_position(text, len(text.rstrip()))}: "
             "the text ends before a map, vector or string is closed"
         )
-    illegal = re.search(r"Illegal character '(.)'", message)
-    if illegal:
-        offset = text.find(illegal.group(1))
+    illegal = re.search(r"Illegal character '(.)'(?: with lexpos (\d+))?", message)
+    if illegal:  # the lexer's offset; the character's first appearance (maybe in a comment) only without one
+        offset = int(illegal.group(2)) if illegal.group(2) else text.find(illegal.group(1))
         return ConfigError(f"{source}: EDN syntax error at {_position(text, offset)}: {message}")
     return ConfigError(f"{source}: EDN syntax error: {message}")
 

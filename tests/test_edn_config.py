@@ -142,6 +142,19 @@ def test_syntax_error_points_at_the_right_line():
         edn.loads("{:a 1\n :b 2\n :c ]}")
 
 
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        (";; a comment with ~ tilde\n{:a 1\n :b ~}", "line 3, column 5"),
+        (';; it\'s "quoted"\n{:a "open\n :b 2}', "line 2, column 5"),  # the comment holds the character too
+    ],
+)
+def test_an_illegal_character_is_placed_where_the_reader_met_it(text, where):
+    with pytest.raises(ConfigError, match=f"cfg.edn: EDN syntax error at {where}: Illegal character") as info:
+        edn.loads(text, "cfg.edn")
+    assert "\n" not in str(info.value)
+
+
 def test_loads_wants_exactly_one_form():
     with pytest.raises(ConfigError, match="one EDN form"):
         edn.loads("1 2")
