@@ -559,13 +559,16 @@ def predict(
     info = model.inference
     needed = list(dict.fromkeys([*info["features"], *info["log1p-columns"]]))
     label = info["label"]
-    with atomic_write(output_csv, "w") as handle:
-        frames = io.read_feature_chunks(input_csv, needed, chunk_rows, info["log1p-columns"])
-        for i, (_, probs) in enumerate(_scored(model, frames, chunk_rows)):
-            classes = range(probs.shape[1]) if probs.shape[1] > 1 else [1]  # a logistic head gives P(class 1)
-            out = pd.DataFrame({f"P({label}={k})": probs[:, j] for j, k in enumerate(classes)})
-            out[label] = metrics.label(probs[:, -1], info["threshold"])
-            out.to_csv(handle, index=False, header=i == 0)
+    try:
+        with atomic_write(output_csv, "w") as handle:
+            frames = io.read_feature_chunks(input_csv, needed, chunk_rows, info["log1p-columns"])
+            for i, (_, probs) in enumerate(_scored(model, frames, chunk_rows)):
+                classes = range(probs.shape[1]) if probs.shape[1] > 1 else [1]  # a logistic head: P(class 1)
+                out = pd.DataFrame({f"P({label}={k})": probs[:, j] for j, k in enumerate(classes)})
+                out[label] = metrics.label(probs[:, -1], info["threshold"])
+                out.to_csv(handle, index=False, header=i == 0)
+    except OSError as err:  # reading the input raises DataError: this is the output's folder or disk
+        raise DataError(f"predict: cannot write {output_csv}: {err.strerror or err}") from None
     return Path(output_csv)
 
 

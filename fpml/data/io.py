@@ -143,10 +143,12 @@ def _reading(path: Path, part_start: int | None = None) -> Iterator[None]:
     """Clear errors for a missing, empty or unparsable CSV (or part of one, starting at byte ``part_start``:
     pandas numbers its lines from there, the error the file's)."""
     if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
+        raise DataError(f"data file {path} " + ("is a folder, not a CSV file" if path.is_dir() else "does not exist"))
     try:
         _check_header(path, part_start)
         yield
+    except OSError as err:  # no permission to read it, an I/O error
+        raise DataError(f"data file {path} cannot be read: {err.strerror or err}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:

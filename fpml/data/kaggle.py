@@ -90,7 +90,9 @@ def obtain(data: str, data_dir: Path = Path("data"), *, quiet: bool = False) -> 
     if data != "kaggle":
         path = Path(data)
         if not path.is_file():
-            raise DataError(f"data file {path} does not exist")
+            raise DataError(
+                f"data file {path} " + ("is a folder, not a CSV file" if path.is_dir() else "does not exist")
+            )
         same = path.stat().st_size == SIZE and sha256_of(path) == SHA256
         note = "the Kaggle file, sha256 verified" if same else "not the Kaggle file (sha256 differs), used as given"
         return Source(path, f"CSV file {path} ({note})", same)

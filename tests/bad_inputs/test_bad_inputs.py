@@ -547,6 +547,17 @@ CASES = [
     ),
     predict_case("predict-output-is-a-folder", "{work}", "is a folder", input_csv=fraud_csv(), out="{work}"),
     predict_case(
+        "predict-output-inside-a-file",
+        "predict: cannot write {work}/in.csv/out.csv:",
+        input_csv=fraud_csv(),
+        out="{work}/in.csv/out.csv",
+    ),
+    Case(
+        "predict-input-is-a-folder",
+        ("predict", "{run}", "{work}", "-o", "{work}/out.csv"),
+        ("data file {work} is a folder, not a CSV file",),
+    ),
+    predict_case(
         "predict-output-is-its-input", "{work}/in.csv", "is the input file", input_csv=fraud_csv(), out="{work}/in.csv"
     ),
     Case(
