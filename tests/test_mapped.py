@@ -288,8 +288,17 @@ def test_old_mac_line_endings_read_and_a_compressed_file_is_one_clear_error(tmp_
         io.read_csv(tmp_path / "cr.csv")
     (tmp_path / "gz.csv").write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
     for read in (lambda: io.read_csv(tmp_path / "gz.csv"), lambda: list(io.read_csv_chunks(tmp_path / "gz.csv", 5))):
-        with pytest.raises(DataError, match=r"gz.csv: not a readable CSV: 'utf-8' codec can't decode byte 0x8b"):
+        with pytest.raises(DataError, match=r"gz.csv: not a readable CSV: line 1 is not UTF-8 text \(invalid start"):
             read()
+
+
+def test_a_csv_that_is_not_utf8_names_its_first_bad_line_read_whole_or_in_a_part(tmp_path):
+    frame = synthetic.generate(seed=1, rows=200, frauds=4).astype(str)
+    frame.loc[150, "V2"] = "caf\u00e9"  # as a Latin-1 export writes it: one 0xe9 byte
+    (tmp_path / "latin.csv").write_bytes(frame.to_csv(index=False).encode("latin-1"))
+    for part in (None, (1, 2)):
+        with pytest.raises(DataError, match=r"latin.csv: not a readable CSV: line 152 is not UTF-8 text .* 0xe9\)"):
+            list(io.read_csv_chunks(tmp_path / "latin.csv", 50, part=part))
 
 
 def test_split_with_a_count_per_class():

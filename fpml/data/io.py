@@ -131,11 +131,31 @@ def _check_header(path: Path, part_start: int | None = None) -> None:
         if part_start is not None:
             rows = _csv_rows(path, part_start, "utf-8")
         line, first = next(((n, row) for n, row in rows if row), (0, []))  # pandas skips blank lines
-    except (csv.Error, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err, part_start) from None
+    except csv.Error as err:
         raise DataError(f"{path}: not a readable CSV: {err}") from None
     if len(first) > len(header):
         line += 0 if part_start is None else _lines_before(path, part_start)
         raise DataError(f"{path}: not a readable CSV: Expected {len(header)} fields in line {line}, saw {len(first)}")
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError, part_start: int | None) -> DataError:
+    """The error for a CSV that is not UTF-8 text, naming the first line (from ``part_start``) that is not."""
+    line = None
+    with open(path, "rb") as handle:
+        handle.seek(part_start or 0)
+        for number, text in enumerate(handle, start=1):
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError:
+                line = number + (_lines_before(path, part_start) if part_start else 0)
+                break
+    where = f"line {line}" if line else "it"
+    return DataError(
+        f"{path}: not a readable CSV: {where} is not UTF-8 text ({err.reason}, byte 0x{err.object[err.start]:02x}); "
+        "save the file as UTF-8 (a spreadsheet's Latin-1 or cp1252 export is not)"
+    )
 
 
 @contextmanager
@@ -151,7 +171,9 @@ def _reading(path: Path, part_start: int | None = None) -> Iterator[None]:
         raise DataError(f"data file {path} cannot be read: {err.strerror or err}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err, part_start) from None
+    except pd.errors.ParserError as err:
         message = str(err).splitlines()[0]
         if part_start is not None:  # pandas read the header, then the part
             lines_before = _lines_before(path, part_start) - 1  # the header is pandas's line 1
