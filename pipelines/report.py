@@ -28,6 +28,9 @@ SPLITS = {
     "post 50,000-row test": ["test-size=50000", "split-seed=0"],
     "stratified 80/20": ["test-size=0.2", "split-seed=42"],
 }
+#: Override keys that choose the data or its split: the baselines take them too, so every row of a split
+#: is trained and tested on the same rows.
+DATA_KEYS = frozenset({"data", "data-dir", "synthetic", "label", "test-size", "split-seed"})
 FPML_ROWS = {
     "fpml: post row 1 (no augmentation)": "fraud-cortex-noaug",
     "fpml: post row 2 (augmentation, threshold 0.9)": "fraud",
@@ -220,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*args.overrides, *(["epoch-count=2"] if args.quick else [])]
-    data_overrides = [o for o in args.overrides if o.startswith(("data=", "synthetic=", "data-dir="))]
+    data_overrides = [o for o in args.overrides if o.partition("=")[0].split(".")[0] in DATA_KEYS]
     sections, source = [], None
     for index, (split_name, split) in enumerate(SPLITS.items()):
         rows = [fpml_row(name, cfg, split, out / "runs", overrides) for name, cfg in FPML_ROWS.items()]
