@@ -23,11 +23,7 @@ SMALL = [
 ]
 
 
-def fpml(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "fpml", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def test_train_writes_a_run_folder(tmp_path):
+def test_train_writes_a_run_folder(tmp_path, fpml):
     out = fpml("train", "fraud", *SMALL, f"run-dir={tmp_path}", "--plain")
     assert out.returncode == 0, out.stderr
     assert "epoch   1/2" in out.stdout and "epoch   2/2" in out.stdout
@@ -41,7 +37,7 @@ def test_train_writes_a_run_folder(tmp_path):
     assert checkpoint.load(run / "best.npz").description == saved_cfg["network"]
 
 
-def test_quiet_prints_only_the_saved_path(tmp_path):
+def test_quiet_prints_only_the_saved_path(tmp_path, fpml):
     out = fpml("train", "fraud", *SMALL, "epoch-count=1", f"run-dir={tmp_path}", "--quiet")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("best.npz") and len(out.stdout.strip().splitlines()) == 1
@@ -72,7 +68,7 @@ def test_a_second_run_reuses_the_compilation_cache(tmp_path):
     assert logs[0] == logs[1]
 
 
-def test_a_run_on_relative_paths_is_usable_from_any_folder(tmp_path):
+def test_a_run_on_relative_paths_is_usable_from_any_folder(tmp_path, fpml):
     work = tmp_path / "work"
     work.mkdir()
     synthetic.generate(seed=2, rows=6000, frauds=60).to_csv(work / "data.csv", index=False)
@@ -87,7 +83,7 @@ def test_a_run_on_relative_paths_is_usable_from_any_folder(tmp_path):
     assert "the run's test set" in evaluated.stdout
 
 
-def test_describe_prints_the_layer_table():
+def test_describe_prints_the_layer_table(fpml):
     out = fpml("describe", "fraud")
     assert out.returncode == 0
     assert "linear-1" in out.stdout and "832" in out.stdout
@@ -106,7 +102,7 @@ def test_describe_prints_the_layer_table():
         (["train", "fraud", "data=/no/such/file.csv"], "/no/such/file.csv does not exist"),
     ],
 )
-def test_bad_input_is_one_clean_line(args, needle, tmp_path):
+def test_bad_input_is_one_clean_line(args, needle, tmp_path, fpml):
     out = fpml(*args, f"run-dir={tmp_path}") if args[0] == "train" and len(args) > 2 else fpml(*args)
     assert out.returncode == 2
     assert needle in out.stderr
@@ -114,7 +110,7 @@ def test_bad_input_is_one_clean_line(args, needle, tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-def test_overrides_may_follow_options(tmp_path):
+def test_overrides_may_follow_options(tmp_path, fpml):
     out = fpml("train", "fraud", "--quiet", *SMALL, "epoch-count=1", f"run-dir={tmp_path}")
     assert out.returncode == 0, out.stderr
     assert len(train_log(out.stdout)) == 1

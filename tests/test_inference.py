@@ -3,8 +3,6 @@ chunk with the numbers of the network applied to the whole file (to float roundi
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +88,8 @@ def test_evaluate_on_a_csv_ignores_columns_the_network_does_not_use(finished, ne
     )
 
 
-def test_predict_from_the_command_line(finished, new_rows, tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "fpml", "predict", str(finished.run_dir), str(new_rows), "-o", str(tmp_path / "p.csv")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_predict_from_the_command_line(finished, new_rows, tmp_path, fpml):
+    out = fpml("predict", str(finished.run_dir), str(new_rows), "-o", str(tmp_path / "p.csv"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(tmp_path / "p.csv")
     assert len(pd.read_csv(tmp_path / "p.csv")) == 1_003

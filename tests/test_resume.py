@@ -126,7 +126,7 @@ def test_continuing_in_memory_equals_straight(parts):
         assert same(jax.device_get(continued.state.params), jax.device_get(straight.state.params))
 
 
-def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path, fpml):
     small = [
         "data=:synthetic",
         "synthetic={:rows 6000 :frauds 60 :seed 2}",
@@ -166,13 +166,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     assert len(done) >= 2 and [r.epoch for r in done] == list(range(len(done)))
     best = checkpoint.load(run / "best.npz")
     assert best.epoch == max((r for r in done if r.best), key=lambda r: r.epoch).epoch
-    resumed = subprocess.run(
-        [sys.executable, "-m", "fpml", "resume", str(run), f"epoch-count={len(done) + 2}", "--plain"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = fpml("resume", str(run), f"epoch-count={len(done) + 2}", "--plain")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {len(done)}" in resumed.stdout
     assert len(train.read_log(run / "log.jsonl")) == len(done) + 2

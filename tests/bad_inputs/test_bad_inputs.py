@@ -15,9 +15,7 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,28 +40,6 @@ DATA_SMALL = tuple(o for o in SMALL if not o.startswith(("data=", "synthetic="))
 #: Repository folders a failing command must not touch (compared by name, size and mtime).
 REPO_DIRS = ("runs", "data", "configs")
 KNOWN_CONFIGS = ", ".join(sorted(p.stem for p in (ROOT / "configs").glob("*.edn")))
-
-
-class Fpml:
-    """``fpml ARGS`` from the repository root, each command in its own process forked from one that has
-    imported fpml (``fork_server.py``): as ``python -m fpml`` runs it, without ~2 s of imports per case."""
-
-    def __init__(self) -> None:
-        server = [sys.executable, str(Path(__file__).with_name("fork_server.py"))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        self.server = subprocess.Popen(
-            server, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        self.server.stdin.write(json.dumps({"argv": list(args), "cwd": str(ROOT)}) + "\n")
-        self.server.stdin.flush()
-        reply = json.loads(self.server.stdout.readline())
-        return subprocess.CompletedProcess(["fpml", *args], reply["status"], reply["stdout"], reply["stderr"])
-
-    def close(self) -> None:
-        self.server.stdin.close()
-        self.server.wait(timeout=60)
 
 
 # ------------------------------------------------------------------------------------------------- inputs
@@ -641,14 +617,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def fpml() -> Iterator[Fpml]:
-    runner = Fpml()
-    yield runner
-    runner.close()
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, fpml: Fpml) -> Path:
+def finished_run(tmp_path_factory, fpml) -> Path:
     """One finished tiny run (1 epoch), trained once for the module; cases work on copies of it."""
     root = tmp_path_factory.mktemp("finished")
     out = fpml("train", "fraud", *SMALL, "epoch-count=1", f"run-dir={root}", "--quiet")
@@ -715,7 +684,7 @@ def test_the_table_is_large_and_ids_are_unique():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_clean_line_and_damages_nothing(case: Case, tmp_path: Path, finished_run: Path, fpml: Fpml):
+def test_bad_input_is_one_clean_line_and_damages_nothing(case: Case, tmp_path: Path, finished_run: Path, fpml):
     places = lay_out(tmp_path, finished_run)
     for name, text in case.files.items():
         (places["work"] / name).write_text(text)
