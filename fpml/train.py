@@ -251,10 +251,12 @@ def chunked_epoch(
         lambda s, key, e: epoch_indices(s, process_stream_key(key, index, processes), e, steps * local_batch)
     )
 
-    def place(local: np.ndarray) -> jax.Array:
-        if processes == 1:
-            return replicate(local, mesh)
+    def place(local: np.ndarray) -> jax.Array:  # a chunk of batches, each batch split over the mesh's devices
+        if mesh is None:
+            return jax.device_put(local)
         sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+        if processes == 1:
+            return jax.device_put(local, sharding)
         return jax.make_array_from_process_local_data(sharding, local, (local.shape[0], batch_size, *local.shape[2:]))
 
     def epoch(state: TrainState, x: np.ndarray, y: np.ndarray, stream: Stream, key: jax.Array, epoch_index):

@@ -49,7 +49,7 @@ def test_two_processes_train_as_one(tmp_path):
     assert first["processes"] == 2 and first["devices"] == 4
     assert first["local_rows"] + second["local_rows"] == 2_400  # each process kept only its shard
     assert first["params"] == second["params"]
-    assert first["max_diff_vs_single"] < 1e-5
+    assert first["max_diff_vs_single"] < 1e-6, first["max_diff_vs_single"]  # observed: 1.2e-7
 
 
 SMALL = [
