@@ -121,7 +121,10 @@ def sklearn_contender(data, batch_size):
     """scikit-learn's MLPClassifier (20, 10), adam, fed batch by batch with partial_fit."""
     from sklearn.neural_network import MLPClassifier
 
-    model = MLPClassifier((20, 10), solver="adam", learning_rate_init=1e-3, random_state=0)
+    # one Adam step per partial_fit call, on the batch as given (sklearn's default is steps of 200 rows, shuffled)
+    model = MLPClassifier(
+        (20, 10), solver="adam", learning_rate_init=1e-3, batch_size=batch_size, shuffle=False, random_state=0
+    )
     rows = np.asarray(stream.epoch_indices(stream.class_balanced(data.labels), jax.random.key(0), 0, EPOCH_SIZE))
     batches = rows.reshape(-1, batch_size)
     x, labels = np.asarray(data.x), data.labels
