@@ -139,7 +139,11 @@ REQUIRED = layers.REQUIRED
 #: Every top-level key a config may have.
 SETTINGS: Mapping[str, Setting] = {
     "network": Setting(lambda v: None, REQUIRED, "vector of layer maps (see the layer catalogue)"),
-    "seed": Setting(layers.is_non_negative_int, 0, "master seed: init, split, stream and dropout keys derive from it"),
+    "seed": Setting(
+        layers.is_non_negative_int,
+        0,
+        "master seed: init, stream, augmentation and dropout keys derive from it (the split: :split-seed)",
+    ),
     "data": Setting(
         _is_data_source,
         Keyword("kaggle"),
@@ -154,7 +158,7 @@ SETTINGS: Mapping[str, Setting] = {
     "label": Setting(_is_string, "Class", "name of the 0/1 label column"),
     "drop-columns": Setting(_is_columns, edn.freeze(["Time"]), "columns removed before training"),
     "log1p-columns": Setting(_is_columns, edn.freeze([]), 'columns replaced by log(1 + x), e.g. ["Amount"]'),
-    "split-seed": Setting(layers.is_non_negative_int, 0, "seed of the stratified train/test split"),
+    "split-seed": Setting(layers.is_non_negative_int, 0, "seed of the stratified train/test (and validation) split"),
     "test-size": Setting(_is_test_size, 50_000, "rows (or a fraction) held out as the test set, stratified"),
     "validation-size": Setting(
         _is_optional_size,
@@ -199,7 +203,7 @@ SETTINGS: Mapping[str, Setting] = {
             else "must be :auto, :all or a positive integer"
         ),
         Keyword("auto"),
-        "CPU cores to train on; :auto uses one core for small networks (faster)",
+        "CPU cores to train on; :auto uses one core for small networks (faster); with :coordinator, every core",
     ),
     "steps-per-call": Setting(
         lambda v: None if v is None else layers.is_positive_int(v),
@@ -220,7 +224,8 @@ SETTINGS: Mapping[str, Setting] = {
             else "must be a positive integer or :all" + (did_you_mean(v, ("all",)) if isinstance(v, Keyword) else "")
         ),
         1,
-        "devices to train on, data-parallel (each batch sharded along a jax.sharding mesh axis)",
+        "devices to train on, data-parallel (each batch sharded along a jax.sharding mesh axis); with "
+        ":coordinator, every device of every process",
     ),
     "compile-cache": Setting(
         lambda v: None if v is None or (isinstance(v, str) and v.strip()) else "must be nil or a folder path",

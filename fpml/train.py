@@ -6,7 +6,8 @@ and return it -- not the last one.
 
 Batches are always full: the stream is infinite, so an epoch is exactly ``epoch_size / batch_size``
 full batches (``epoch_size`` must be a multiple of ``batch_size``). Evaluation runs on the whole test
-array in one call, so there is no partial batch anywhere.
+array in one call; a memory-mapped test set is scored in blocks of one shape, the last padded with zero
+rows whose scores are dropped.
 
 Keys: ``key`` is split by ``fold_in`` into a stream key and a noise key. The stream shuffles class ``c``
 afresh on every pass ``p`` through it, with the permutation keyed by ``fold_in(fold_in(stream_key, c), p)``;

@@ -2,8 +2,9 @@
 
 Cortex's ``infinite-class-balanced-dataset``: each class is cycled forever, with a fresh shuffle every
 pass through it; the classes are strictly interleaved (A, B, A, B...) and the stream is cut into epochs,
-so every epoch -- and, with an even batch size, every batch -- is exactly balanced. A shuffled stream is
-the same with one class: all rows.
+so every epoch -- and, with an even batch size, every batch -- is exactly balanced (with several
+processes, each drawing its share of a batch from its own stream: when each share is even). A shuffled
+stream is the same with one class: all rows.
 
 Nothing is materialised on the host: :func:`epoch_indices` returns the row indices of one epoch and is
 traced into the compiled epoch.
