@@ -49,7 +49,10 @@ class Fpml:
     def __call__(self, *args: str, cwd: str | Path = ROOT) -> subprocess.CompletedProcess:
         self.server.stdin.write(json.dumps({"argv": list(args), "cwd": str(cwd)}) + "\n")
         self.server.stdin.flush()
-        reply = json.loads(self.server.stdout.readline())
+        line = self.server.stdout.readline()
+        if not line:  # the server itself died: say so, rather than fail to parse an empty reply
+            raise RuntimeError(f"the fpml fork server exited with status {self.server.wait(timeout=10)}")
+        reply = json.loads(line)
         return subprocess.CompletedProcess(["fpml", *args], reply["status"], reply["stdout"], reply["stderr"])
 
     def close(self) -> None:
