@@ -53,7 +53,8 @@ def _train(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from pipelines import fraud
 
-    overrides = [*args.overrides, *_process_flags(args)]
+    flags = [f"platform=:{args.device}"] if args.device else []
+    overrides = [*args.overrides, *flags, *_process_flags(args)]
     _start(fraud.resume_config(args.run_dir, overrides))
     result = fraud.resume(args.run_dir, overrides, quiet=args.quiet, plain=True if args.plain else None)
     if args.quiet and result.run_dir is not None:
@@ -76,9 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     report, what = fraud.evaluate(args.run_dir, args.data)
     rows = {
         "data": what,
-        "threshold": f"P(positive) >= {report.threshold:.4g}",
+        "threshold": f"P(class 1) >= {report.threshold:.4g}",
         **{
-            k: f"{v:.4f}"
+            (f"F{report.beta:g}" if k == "f-beta" else k): f"{v:.4f}"
             for k, v in report.as_dict().items()
             if k in ("precision", "recall", "f-beta", "auprc", "auroc", "accuracy")
         },
@@ -128,13 +129,16 @@ def parser() -> argparse.ArgumentParser:
         "an uninterrupted run). epoch-count=N trains further than the config said.",
     )
     resume.add_argument("run_dir", help="the run folder (runs/NAME-DATE-TIME)")
-    resume.add_argument("overrides", nargs="*", metavar="epoch-count=N")
-    train.add_argument(
-        "--device",
-        choices=["cpu", "gpu"],
-        help="JAX backend (default: JAX's choice); a GPU that cannot be used is an error, never a silent fallback",
+    resume.add_argument(
+        "overrides", nargs="*", metavar="epoch-count=N", help="train to N epochs in all (nothing else may change)"
     )
     for p in (train, resume):
+        p.add_argument(
+            "--device",
+            choices=["cpu", "gpu"],
+            help="JAX backend (default: JAX's choice, or the run's for resume); a GPU that cannot be used is an "
+            "error, never a silent fallback",
+        )
         p.add_argument(
             "--coordinator",
             metavar="HOST:PORT",
@@ -149,17 +153,17 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     resume.set_defaults(run=_resume)
     evaluate = sub.add_parser("evaluate", help="metrics of a run's best network at its threshold")
-    evaluate.add_argument("run_dir")
+    evaluate.add_argument("run_dir", help="the run folder (runs/NAME-DATE-TIME)")
     evaluate.add_argument("--data", help="a CSV with the fraud schema (default: the run's own test split)")
     evaluate.set_defaults(run=_evaluate)
     predict = sub.add_parser("predict", help="P(class) and label per row of a CSV, at the run's threshold")
-    predict.add_argument("run_dir")
+    predict.add_argument("run_dir", help="the run folder (runs/NAME-DATE-TIME)")
     predict.add_argument("input", help="CSV holding the network's feature columns (others are ignored)")
     predict.add_argument("-o", "--output", required=True, help="CSV to write")
     predict.set_defaults(run=_predict)
     describe = sub.add_parser("describe", help="print a config's layer table (shapes, parameter counts)")
-    describe.add_argument("config")
-    describe.add_argument("overrides", nargs="*", metavar="key=value")
+    describe.add_argument("config", help="config name (configs/NAME.edn) or path to an .edn file")
+    describe.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     describe.set_defaults(run=_describe)
     data = sub.add_parser("data", help="obtain, verify and cache the Kaggle credit-card file (make data)")
     data.add_argument("--data", default="kaggle", help="'kaggle' (default) or a CSV path to check")

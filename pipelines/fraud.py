@@ -325,17 +325,18 @@ PLACEMENT_KEYS = ("coordinator", "num-processes", "process-id")
 
 
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping:
-    """The config to resume ``run_dir`` with: its own, plus ``epoch-count`` and the process placement.
+    """The config to resume ``run_dir`` with: its own, plus ``epoch-count``, the backend (``platform``, from
+    ``--device``) and the process placement.
 
     A run started on several processes resumes on several (each with its ``process-id``), one started on
     one process on one: the data shards and streams depend on it.
     """
     keys = [k.partition("=")[0] for k in overrides]
     for key in keys:
-        if key != "epoch-count" and key not in PLACEMENT_KEYS:
+        if key not in ("epoch-count", "platform", *PLACEMENT_KEYS):
             raise ConfigError(
                 f"resume: only epoch-count may change when resuming a run (and where it runs: "
-                f"{', '.join(PLACEMENT_KEYS)}), not {key!r}"
+                f"platform, {', '.join(PLACEMENT_KEYS)}), not {key!r}"
             )
     saved = config.load(str(Path(run_dir) / "config.edn"))
     placed = any(k in PLACEMENT_KEYS for k in keys)

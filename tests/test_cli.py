@@ -80,7 +80,7 @@ def test_a_run_on_relative_paths_is_usable_from_any_folder(tmp_path, fpml):
     assert saved["data"] == str(work / "data.csv") and saved["data-dir"] == str(work / "data")
     evaluated = fpml("evaluate", str(run), cwd=tmp_path)  # from another folder: the run's own test split
     assert evaluated.returncode == 0, evaluated.stderr
-    assert "the run's test set" in evaluated.stdout
+    assert "the run's test set" in evaluated.stdout and "F1 " in evaluated.stdout  # beta 1 names its F
 
 
 def test_describe_prints_the_layer_table(fpml):
