@@ -291,42 +291,48 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
         full[key] = raw[key]
     cfg = pmap(full)
 
-    def blamed(build: Callable[[], Any], *keys: str) -> Any:  # on the override that set one of ``keys``, if any
+    def where(*keys: str) -> str:  # the override that set one of ``keys``, if any, else the file
+        return next((f"override {overridden[k]!r}" for k in keys if k in overridden), source)
+
+    def blamed(build: Callable[[], Any], *keys: str) -> Any:
         try:
             return build()
         except ConfigError as err:
-            where = next((f"override {overridden[k]!r}" for k in keys if k in overridden), source)
-            raise ConfigError(f"{where}: {err}") from None
+            raise ConfigError(f"{where(*keys)}: {err}") from None
 
     net = blamed(lambda: network.build(cfg["network"]), "network")
     blamed(lambda: losses.resolve_loss(cfg["loss"], net), "loss", "network")
     blamed(lambda: optim.optimizer(cfg["optimizer"]), "optimizer")
     if cfg["threshold"] == "tune" and cfg["validation-size"] is None:
-        raise ConfigError(f"{source}: :threshold :tune needs a :validation-size to tune it on (never the test set)")
+        raise ConfigError(
+            f"{where('threshold', 'validation-size')}: :threshold :tune needs a :validation-size to tune it on "
+            "(never the test set)"
+        )
     classes = max(net.output_size, 2)  # one output (a logistic head) is two classes
     if cfg["class-weights"] is not None and len(cfg["class-weights"]) != classes:
         raise ConfigError(
-            f"{source}: :class-weights has {len(cfg['class-weights'])} entries, "
+            f"{where('class-weights', 'network')}: :class-weights has {len(cfg['class-weights'])} entries, "
             f"the network has {classes} classes (one weight each)"
         )
     if cfg["epoch-size"] % cfg["batch-size"]:
         raise ConfigError(
-            f"{source}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
+            f"{where('epoch-size', 'batch-size')}: :epoch-size {cfg['epoch-size']} is not a multiple of :batch-size "
             f"{cfg['batch-size']} (try {_multiple(cfg['epoch-size'], cfg['batch-size'])})"
         )
-    _check_stream(cfg, classes, source)
+    _check_stream(cfg, classes, where("epoch-size", "epoch-count", "stream", "batch-size", "network"))
     steps = cfg["epoch-size"] // cfg["batch-size"]
     if cfg["steps-per-call"] is not None and steps % cfg["steps-per-call"]:
         raise ConfigError(
-            f"{source}: :steps-per-call {cfg['steps-per-call']} does not divide the {steps} steps of an epoch "
+            f"{where('steps-per-call', 'epoch-size', 'batch-size')}: :steps-per-call {cfg['steps-per-call']} does "
+            f"not divide the {steps} steps of an epoch "
             f"(:epoch-size / :batch-size); try {nearest_divisor(steps, cfg['steps-per-call'])}"
         )
     if cfg["chunk-rows"] is not None and cfg["steps-per-call"] is None:
         raise ConfigError(
-            f"{source}: :chunk-rows keeps the data in memory-mapped files on the host; "
+            f"{where('chunk-rows', 'steps-per-call')}: :chunk-rows keeps the data in memory-mapped files on the host; "
             "feed training from there with :steps-per-call (e.g. 100)"
         )
-    _check_processes(cfg, source)
+    _check_processes(cfg, where("coordinator", "num-processes", "process-id"))
     return cfg.set("network", net.description)
 
 
@@ -362,9 +368,9 @@ def _check_processes(cfg: PMap, source: str) -> None:
     if cfg["coordinator"] in (None, "auto"):
         if given:
             what = (
-                "with :coordinator :auto they come from the cluster's environment"
+                "with :coordinator :auto it comes from the cluster's environment"
                 if cfg["coordinator"]
-                else 'they need a :coordinator "HOST:PORT"'
+                else 'it needs a :coordinator "HOST:PORT"'
             )
             raise ConfigError(f"{source}: :{given[0]} is set but {what}")
         return

@@ -344,6 +344,9 @@ def test_bad_overrides_raise_config_error(config_dir, override):
         ("network.1.size=0", "network layer 1 (linear->relu): :size must be a positive integer, got 0"),
         ("optimizer.name=:adma", ":optimizer :name :adma is unknown (did you mean 'adam'?)"),
         ("loss=:binary-cross-entropy", ":loss :binary-cross-entropy needs a network ending in a :logistic layer"),
+        ("threshold=:tune", ":threshold :tune needs a :validation-size"),
+        ("num-processes=2", ':num-processes is set but it needs a :coordinator "HOST:PORT"'),
+        ("batch-size=7", ":epoch-size 200000 is not a multiple of :batch-size 7"),
     ],
 )
 def test_network_loss_and_optimizer_errors_blame_the_override(config_dir, override, message):

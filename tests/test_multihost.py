@@ -153,7 +153,8 @@ def test_multi_process_flags_come_together():
         timeout=120,
     )
     assert out.returncode == 2
-    assert out.stderr == 'fpml: error: configs/fraud.edn: :coordinator "127.0.0.1:1" needs :num-processes too\n'
+    expected = 'override \'coordinator="127.0.0.1:1"\': :coordinator "127.0.0.1:1" needs :num-processes too'
+    assert out.stderr == f"fpml: error: {expected}\n"  # --coordinator is the override that set it
 
 
 def test_two_processes_each_read_and_prepare_only_their_part(tmp_path):
