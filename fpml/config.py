@@ -401,7 +401,8 @@ def resolve_path(name_or_path: str, config_dir: Path = CONFIG_DIR) -> Path:
         names = sorted(p.stem for p in config_dir.glob("*.edn"))
         raise ConfigError(
             f"unknown config {name_or_path!r}{did_you_mean(name_or_path, names)}; "
-            f"configs in {config_dir}/: {', '.join(names) or 'none'}"
+            f"configs in {config_dir.resolve()}/ (a config name is looked up there, relative to the current "
+            f"folder; or give the path of an .edn file): {', '.join(names) or 'none'}"
         )
     return candidate
 

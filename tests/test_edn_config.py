@@ -386,6 +386,7 @@ def test_unknown_config_name_lists_known_configs(config_dir):
     message = str(info.value)
     assert "fraud" in message and "small" in message
     assert "did you mean 'fraud'" in message
+    assert f"configs in {config_dir.resolve()}/ (a config name is looked up there" in message
 
 
 def test_missing_config_path(config_dir):
