@@ -169,6 +169,8 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--data", default="kaggle", help="'kaggle' (default) or a CSV path to check")
     data.add_argument("--data-dir", default="data", help="where the file and its cache live (default: data)")
     data.set_defaults(run=_data)
+    for command in (train, resume, evaluate, predict, describe, data):
+        command.set_defaults(command_parser=command)
     return top
 
 
@@ -178,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = top.parse_known_args(argv)
     if extra:  # key=value overrides written after an option (``train fraud --plain epoch-count=3``)
         if not hasattr(args, "overrides") or any(item.startswith("-") for item in extra):
-            top.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")  # with its own usage
         args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)

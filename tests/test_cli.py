@@ -116,6 +116,7 @@ def test_overrides_may_follow_options(tmp_path, fpml):
     assert len(train_log(out.stdout)) == 1
     bad = fpml("train", "fraud", "--quiet", "--bogus")
     assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
+    assert bad.stderr.startswith("usage: fpml train ")  # the usage of the command typed, not the top level
 
 
 def train_log(stdout: str) -> list[str]:
