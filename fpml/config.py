@@ -72,6 +72,11 @@ SYNTHETIC_KEYS = {
 }
 
 
+def filled(value: Mapping, keys: Mapping[str, layers.Key]) -> dict:
+    """A nested settings map (``:augment``, ``:synthetic``) with the defaults of the keys it leaves out."""
+    return {**{key: spec.default for key, spec in keys.items()}, **value}
+
+
 def _keys_complaint(value: Mapping, keys: Mapping[str, layers.Key]) -> str | None:
     """What is wrong with the first key of a nested map that is unknown or has a bad value, if any."""
     for key, item in value.items():
@@ -152,7 +157,7 @@ SETTINGS: Mapping[str, Setting] = {
     "data-dir": Setting(_is_string, "data", "where the Kaggle file and its fast cache are kept"),
     "synthetic": Setting(
         _is_synthetic,
-        pmap({key: spec.default for key, spec in SYNTHETIC_KEYS.items()}),
+        pmap(filled({}, SYNTHETIC_KEYS)),
         "size and seed of the synthetic data set: {:rows N :frauds K :seed S}",
     ),
     "label": Setting(_is_string, "Class", "name of the 0/1 label column"),
@@ -269,6 +274,10 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
     blamed on the override rather than on ``source``.
     """
     overridden = overridden or {}
+
+    def where(*keys: str) -> str:  # the override that set one of ``keys``, if any, else the file
+        return next((f"override {overridden[k]!r}" for k in keys if k in overridden), source)
+
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: a config must be an EDN map like {{:network [...]}}, got {edn.dumps(raw)[:60]}")
     for key in raw:
@@ -286,13 +295,9 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
             continue
         complaint = setting.check(raw[key])
         if complaint:
-            where = f"override {overridden[key]!r}" if key in overridden else source
-            raise ConfigError(f"{where}: :{key} {complaint}, got {edn.dumps(raw[key])}")
+            raise ConfigError(f"{where(key)}: :{key} {complaint}, got {edn.dumps(raw[key])}")
         full[key] = raw[key]
     cfg = pmap(full)
-
-    def where(*keys: str) -> str:  # the override that set one of ``keys``, if any, else the file
-        return next((f"override {overridden[k]!r}" for k in keys if k in overridden), source)
 
     def blamed(build: Callable[[], Any], *keys: str) -> Any:
         try:

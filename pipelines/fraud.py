@@ -45,7 +45,7 @@ class Prepared(NamedTuple):
 def load_frame(cfg: Mapping, *, quiet: bool = False) -> tuple[pd.DataFrame, str]:
     """The raw table named by ``:data`` (the Kaggle file, a CSV path, or the synthetic generator) and its source."""
     if cfg["data"] == "synthetic":
-        s = {"rows": synthetic.ROWS, "frauds": synthetic.FRAUDS, "seed": 0, **cfg["synthetic"]}
+        s = config.filled(cfg["synthetic"], config.SYNTHETIC_KEYS)
         frame = synthetic.generate(seed=s["seed"], rows=s["rows"], frauds=s["frauds"])
         return frame, f"synthetic data (fpml.data.synthetic, seed {s['seed']}, {s['rows']} rows, {s['frauds']} frauds)"
     source = kaggle.obtain(cfg["data"], Path(cfg["data-dir"]), quiet=quiet)
@@ -131,9 +131,9 @@ def prepare(cfg: Mapping, *, quiet: bool = False) -> Prepared:
             lambda: (scale(train_part), scale(test_part), validation if validation is None else scale(validation))
         )
     if cfg["augment"] is not None:
-        a = {"target-share": 0.5, "scale": 5000.0, "scale-rule": "euclidean-norm", **cfg["augment"]}
+        a = config.filled(cfg["augment"], config.AUGMENT_KEYS)
         key = distributed.process_key(jax.random.fold_in(jax.random.key(int(cfg["seed"])), AUGMENT_KEY), *part)
-        train_part = _augment_part(key, a, train_part, part)
+        train_part = _augment_part(key, a, train_part, part, trained)
     return Prepared(train_part, validation, test_part, source, stats)
 
 
@@ -189,12 +189,12 @@ def _all_moments(m: transforms.Moments) -> transforms.Moments:
     return merged[0] if len(merged) == 1 else toolz.reduce(transforms.merge_moments, merged)
 
 
-def _augment_part(key: jax.Array, a: Mapping, data: Dataset, part: tuple[int, int]) -> Dataset:
+def _augment_part(key: jax.Array, a: Mapping, data: Dataset, part: tuple[int, int], counts: np.ndarray) -> Dataset:
     """:func:`transforms.augment_positives` over all processes: planned with merged statistics, each process
-    adding the copies of its own positives (every positive of every process copied equally often)."""
+    adding the copies of its own positives (every positive of every process copied equally often). ``counts``:
+    every process's training rows per class."""
     if part[1] == 1:
         return transforms.augment_positives(key, a["target-share"], a["scale"], a["scale-rule"], data)
-    counts = distributed.all_rows(data.class_counts[None])  # rows of each class, per process
     positives = _all_moments(transforms.moments(data.x[data.labels == 1]))
     plan = transforms.plan_augmentation(
         a["target-share"], a["scale"], a["scale-rule"], int(counts[:, 0].sum()), positives
