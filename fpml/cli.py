@@ -25,16 +25,19 @@ def _process_flags(args: argparse.Namespace) -> list[str]:
 
 def _start(cfg) -> None:
     """Process-level choices, before anything touches a device: join the other processes of a multi-process
-    run, then the backend, the compilation cache, and the CPU cores for small networks (not when several
-    processes may share the host, where confining each to 'the first core' would stack them)."""
+    run, then the backend, the compilation cache, and the CPU cores (process I of a multi-process run takes
+    the I-th block of cores, so that processes sharing a host do not stack on the same ones)."""
     from fpml import distributed, runtime
 
+    process = 0
     if cfg["coordinator"] is not None:
-        distributed.initialize(cfg["coordinator"], cfg["num-processes"], cfg["process-id"])
+        process = distributed.initialize(cfg["coordinator"], cfg["num-processes"], cfg["process-id"])
     runtime.select_platform(cfg["platform"])
     runtime.use_compilation_cache(cfg["compile-cache"])
-    if cfg["platform"] != "gpu" and cfg["coordinator"] is None:
-        runtime.confine_to_cores(runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"]))
+    if cfg["platform"] != "gpu":
+        several = cfg["coordinator"] is not None
+        cores = runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"], multi_process=several)
+        runtime.confine_to_cores(cores, block=process)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -208,7 +208,9 @@ SETTINGS: Mapping[str, Setting] = {
             else "must be :auto, :all or a positive integer"
         ),
         Keyword("auto"),
-        "CPU cores to train on; :auto uses one core for small networks (faster); with :coordinator, every core",
+        "CPU cores to train on: :auto (one core for small networks, where it is faster; every core with "
+        ":coordinator, whose processes may share a host), :all, or a count N (process I of a :coordinator run "
+        "takes the I-th block of N cores)",
     ),
     "steps-per-call": Setting(
         lambda v: None if v is None else layers.is_positive_int(v),
@@ -225,12 +227,14 @@ SETTINGS: Mapping[str, Setting] = {
     "devices": Setting(
         lambda v: (
             None
-            if v == "all" or layers.is_positive_int(v) is None
-            else "must be a positive integer or :all" + (did_you_mean(v, ("all",)) if isinstance(v, Keyword) else "")
+            if v in ("auto", "all") or layers.is_positive_int(v) is None
+            else "must be :auto, :all or a positive integer"
+            + (did_you_mean(v, ("auto", "all")) if isinstance(v, Keyword) else "")
         ),
-        1,
-        "devices to train on, data-parallel (each batch sharded along a jax.sharding mesh axis); with "
-        ":coordinator, every device of every process",
+        Keyword("auto"),
+        "devices to train on, data-parallel (each batch sharded along a jax.sharding mesh axis): :auto (one "
+        "device; with :coordinator, every device of every process), :all, or a count (with :coordinator, a "
+        "multiple of :num-processes, taken equally from each process)",
     ),
     "compile-cache": Setting(
         lambda v: None if v is None or (isinstance(v, str) and v.strip()) else "must be nil or a folder path",

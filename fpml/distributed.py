@@ -5,7 +5,7 @@ process then reads and prepares only its own part of the data (:func:`process_sl
 its byte range of a CSV: ``fpml.data.io.part_bytes``), exchanging only statistics and the held-out
 rows (:func:`all_rows`); the chunked epoch (``fpml.train.chunked_epoch``) draws each process's part of
 every batch from its own shard, and ``jax.make_array_from_process_local_data`` joins the parts into one
-global batch sharded over all devices of all processes. Only process 0 writes files.
+global batch sharded over the mesh's devices of all processes. Only process 0 writes files.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import jax
 import numpy as np
+from jax._src import distributed as jax_distributed
 from jax._src import xla_bridge
 from jax.experimental import multihost_utils
 
@@ -25,13 +26,14 @@ from fpml.errors import CheckpointError, ConfigError, DataError, FpmlError
 T = TypeVar("T")
 
 
-def initialize(coordinator: str, num_processes: int | None = None, process_id: int | None = None) -> None:
+def initialize(coordinator: str, num_processes: int | None = None, process_id: int | None = None) -> int:
     """Join a group of processes coordinated at ``HOST:PORT`` (CPU collectives: gloo).
 
     ``coordinator="auto"`` leaves the address, process count and id to ``jax.distributed.initialize``'s
     cluster detection: Slurm (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``),
     Open MPI (``OMPI_MCA_orte_hnp_uri``, ``OMPI_COMM_WORLD_SIZE``, ``OMPI_COMM_WORLD_RANK``) or Kubernetes
-    (an indexed Job: ``JOB_COMPLETION_INDEX``, with the ``kubernetes`` package installed).
+    (an indexed Job: ``JOB_COMPLETION_INDEX``, with the ``kubernetes`` package installed). Returns this
+    process's id (known before the backend starts).
     """
     if coordinator != "auto" and (num_processes is None or process_id is None or not 0 <= process_id < num_processes):
         raise ConfigError(
@@ -43,7 +45,7 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if coordinator != "auto":
         jax.distributed.initialize(coordinator, num_processes, process_id)
-        return
+        return process_id
     try:
         jax.distributed.initialize()
     except ValueError as err:  # no cluster environment found
@@ -52,6 +54,7 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
             f'coordinator, process count and id from ({err}); give :coordinator "HOST:PORT" with '
             ":num-processes and :process-id instead"
         ) from None
+    return jax_distributed.global_state.process_id  # jax.process_index() would start the backend
 
 
 def process_slice(n_rows: int, process_index: int, process_count: int) -> slice:

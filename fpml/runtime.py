@@ -39,26 +39,45 @@ def _gpu_plugin_installed() -> bool:
     return any(importlib.util.find_spec(name) for name in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm_plugin"))
 
 
-def cpu_cores(setting: object, description: Sequence[Mapping], batch_size: int) -> int | None:
-    """How many cores to confine the process to (``None``: leave it as it is) for a ``:cpu-cores`` setting."""
+def cpu_cores(
+    setting: object, description: Sequence[Mapping], batch_size: int, *, multi_process: bool = False
+) -> int | None:
+    """How many cores to confine the process to (``None``: leave it as it is) for a ``:cpu-cores`` setting.
+
+    ``:auto`` leaves a process of a multi-process run on every core: such processes may
+    share a host, and how many do is not known here.
+    """
     available = len(os.sched_getaffinity(0))
     if setting == "all":
         return None
     if setting == "auto":
         small = step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
-        return 1 if small and available > 1 and not _gpu_plugin_installed() else None
+        return 1 if small and not multi_process and available > 1 and not _gpu_plugin_installed() else None
     if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
         return min(setting, available)
     raise ConfigError(f":cpu-cores must be :auto, :all or a positive integer, got {setting!r}")
 
 
-def confine_to_cores(count: int | None) -> None:
-    """Let this process run on its first ``count`` allowed cores. Must run before JAX's backend starts."""
+def cores_for(allowed: Sequence[int], count: int, block: int = 0) -> list[int]:
+    """Block ``block`` of ``count`` cores among the ``allowed`` ones, wrapping round: processes 0, 1, ... of a
+    host given their index get different cores while there are enough.
+
+    >>> cores_for([0, 1, 2, 3], 2, block=1), cores_for([0, 1, 2, 3], 2, block=2), cores_for([4, 5], 1, block=3)
+    ([2, 3], [0, 1], [5])
+    """
+    allowed = sorted(allowed)
+    start = block * count % len(allowed)
+    return [allowed[(start + i) % len(allowed)] for i in range(min(count, len(allowed)))]
+
+
+def confine_to_cores(count: int | None, block: int = 0) -> None:
+    """Let this process run on ``count`` of its allowed cores (:func:`cores_for` block ``block``). Must run
+    before JAX's backend starts."""
     if count is None:
         return
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("confine_to_cores must be called before JAX starts its backend (before any jax array)")
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:count])
+    os.sched_setaffinity(0, cores_for(os.sched_getaffinity(0), count, block))
 
 
 #: Compilations shorter than this are not worth a cache file (JAX's own default is 1 s; the fraud network's

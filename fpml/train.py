@@ -110,14 +110,32 @@ def init_state(network: Network, optimizer: optax.GradientTransformation, key: j
 
 
 def data_mesh(devices: int) -> Mesh:
-    """A 1-D mesh of the first ``devices`` devices along the ``data`` axis (data parallelism)."""
-    available = jax.devices()
-    if devices > len(available):
+    """A 1-D mesh of ``devices`` devices along the ``data`` axis (data parallelism): the first ones, or with
+    several processes (``jax.distributed``) the first ``devices / processes`` of each process, since every
+    process feeds an equal part of each batch to its own devices."""
+    available, processes = jax.devices(), jax.process_count()
+    if processes == 1:
+        if devices > len(available):
+            raise ConfigError(
+                f":devices {devices} asked for, JAX sees {len(available)} {available[0].platform} device(s); on "
+                f"CPU, XLA_FLAGS=--xla_force_host_platform_device_count={devices} set before JAX starts makes "
+                f"{devices}"
+            )
+        return jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=available[:devices])
+    if devices % processes:
         raise ConfigError(
-            f":devices {devices} asked for, JAX sees {len(available)} {available[0].platform} device(s); on CPU, "
-            f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} set before JAX starts makes {devices}"
+            f":devices {devices} does not split over the {processes} processes (each feeds the same number of "
+            f"devices): give a multiple of {processes}, or :all"
         )
-    return jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=available[:devices])
+    own = [[d for d in available if d.process_index == p] for p in range(processes)]
+    per_process, fewest = devices // processes, min(range(processes), key=lambda p: len(own[p]))
+    if per_process > len(own[fewest]):
+        raise ConfigError(
+            f":devices {devices} needs {per_process} devices in each of the {processes} processes, and process "
+            f"{fewest} has {len(own[fewest])}"
+        )
+    chosen = [d for devices_of_one in own for d in devices_of_one[:per_process]]
+    return jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=chosen)
 
 
 def _step_fn(network: Network, loss: losses.Loss, optimizer: optax.GradientTransformation, mesh: Mesh | None):

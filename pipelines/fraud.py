@@ -232,9 +232,13 @@ def check_fits(cfg: Mapping, data: Prepared) -> None:
 
 
 def _mesh(cfg: Mapping) -> jax.sharding.Mesh | None:
-    """The data mesh of ``:devices`` (every device of every process in a multi-process run), or ``None``."""
-    devices = jax.device_count() if cfg["devices"] == "all" or jax.process_count() > 1 else cfg["devices"]
-    return train.data_mesh(devices) if devices > 1 else None
+    """The data mesh of ``:devices`` (``:auto``: one device alone, every device of every process in a
+    multi-process run), or ``None`` for one device."""
+    several, setting = jax.process_count() > 1, cfg["devices"]
+    if setting == "auto":
+        setting = "all" if several else 1
+    devices = jax.device_count() if setting == "all" else setting
+    return train.data_mesh(devices) if devices > 1 or several else None
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
@@ -372,9 +376,8 @@ def _train(
     judge = data.validation if data.validation is not None else data.test
     tune = cfg["threshold"] == "tune"
     mesh = _mesh(cfg)
-    devices = 1 if mesh is None else mesh.size
     if not quiet:
-        used = ", ".join(str(d) for d in jax.devices()[:devices])
+        used = ", ".join(str(d) for d in (jax.devices()[:1] if mesh is None else mesh.devices.flat))
         judged = f"validation set {data.validation!r}" if data.validation is not None else "test set (as the post)"
         resuming = f"; resuming after epoch {len(previous.history)}" if previous else ""
         console.print(

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from fpml import checkpoint, config
+from fpml import checkpoint, config, runtime
 from fpml.data import synthetic, transforms
 from fpml.errors import ConfigError
 from pipelines import fraud
@@ -50,6 +50,14 @@ def test_two_processes_train_as_one(tmp_path):
     assert first["local_rows"] + second["local_rows"] == 2_400  # each process kept only its shard
     assert first["params"] == second["params"]
     assert first["max_diff_vs_single"] < 1e-6, first["max_diff_vs_single"]  # observed: 1.2e-7
+    assert [d[0] for d in first["half_mesh"]] == [0, 1]  # :devices 2 takes one device of each process
+    assert first["half_mesh"] == [first["first_local_device"], second["first_local_device"]]
+    assert first["max_diff_half_mesh"] < 1e-6, first["max_diff_half_mesh"]
+    assert first["mesh_errors"] == [
+        ":devices 3 does not split over the 2 processes (each feeds the same number of devices): give a "
+        "multiple of 2, or :all",
+        ":devices 6 needs 3 devices in each of the 2 processes, and process 0 has 2",
+    ]
 
 
 SMALL = [
@@ -123,10 +131,35 @@ def _slurm_job_id() -> int:
 
 
 def test_two_processes_read_a_slurm_environment(tmp_path):
+    """With ``:devices 2`` they train on one device of each process, with ``:cpu-cores 1`` each on its own core."""
     job = str(_slurm_job_id())
     slurm = {"SLURM_JOB_ID": job, "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2"}
     envs = [{**slurm, "SLURM_PROCID": str(p), "SLURM_LOCALID": str(p)} for p in (0, 1)]
-    _train_two(tmp_path, [["coordinator=:auto"], ["coordinator=:auto"]], envs)
+    train_then_show_cores = (
+        "import os, sys; from fpml.cli import main; status = main(sys.argv[1:]); "
+        "print('cores', sorted(os.sched_getaffinity(0))); sys.exit(status)"
+    )
+    argv = ["train", "fraud", *SMALL, "epoch-count=1", f"run-dir={tmp_path}", "--plain"]
+    argv += ["coordinator=:auto", "devices=2", "cpu-cores=1"]
+    outputs = _run_two(
+        [[sys.executable, "-c", train_then_show_cores, *argv]] * 2,
+        [{"XLA_FLAGS": "--xla_force_host_platform_device_count=2", **env} for env in envs],
+    )
+    (used,) = re.findall(r"training on (.*?);", outputs[0][0])
+    assert len(used.split(", ")) == 2, used  # of the 4 devices of the two processes
+    allowed = sorted(os.sched_getaffinity(0))
+    assert [out.strip().splitlines()[-1] for out, _ in outputs] == [
+        f"cores {runtime.cores_for(allowed, 1, block=p)}" for p in (0, 1)
+    ]
+    (run,) = tmp_path.iterdir()
+    assert {"best.npz", "inference.json"} <= {p.name for p in run.iterdir()}
+
+
+def test_cores_for_gives_each_process_its_own_block():
+    assert runtime.cores_for([0, 1, 2, 3], 2, block=0) == [0, 1]
+    assert runtime.cores_for([3, 1, 2, 0], 2, block=1) == [2, 3]
+    assert runtime.cores_for([0, 1, 2], 2, block=1) == [2, 0]  # wraps round
+    assert runtime.cores_for([5, 7], 4, block=1) == [5, 7]  # never more than it has
 
 
 def test_coordinator_auto_outside_a_cluster_is_one_clean_error():
