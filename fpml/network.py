@@ -89,7 +89,7 @@ def _check_layer(index: int, layer: Any) -> PMap:
                 f"{_where(index, layer)}: unknown key {edn.dumps(Keyword(str(key)))} for a :{kind} layer"
                 f"{did_you_mean(key, allowed)}; allowed: {one_of(':' + k for k in allowed)}"
             )
-    if "id" in layer and not (isinstance(layer["id"], str) and layer["id"]):
+    if "id" in layer and not _is_keyword_name(layer["id"]):
         raise ConfigError(f"{_where(index, layer)}: :id must be a keyword like :data, got {edn.dumps(layer['id'])}")
     for key, (check, default) in spec.keys.items():
         if key not in layer:
@@ -101,7 +101,18 @@ def _check_layer(index: int, layer: Any) -> PMap:
             raise ConfigError(f"{_where(index, layer)}: :{key} {complaint}, got {edn.dumps(layer[key])}")
     if kind == "dropout" and ("keep" in layer) == ("rate" in layer):
         raise ConfigError(f"{_where(index, layer)}: give exactly one of :keep (probability to keep a unit) or :rate")
-    return pmap({**layer, "type": Keyword(kind)})
+    ids = {"id": Keyword(layer["id"])} if "id" in layer else {}  # "data" from Python is the keyword :data
+    return pmap({**layer, "type": Keyword(kind), **ids})
+
+
+def _is_keyword_name(value: object) -> bool:
+    """Whether ``value`` (a keyword, or a string from Python) reads back from EDN as the keyword it names."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        return edn.loads(":" + value) == Keyword(value)
+    except ConfigError:
+        return False
 
 
 def normalize(description: Sequence[Mapping]) -> PVector:

@@ -258,6 +258,15 @@ def test_explicit_ids_are_kept_and_must_be_unique():
         network.build([layers.input(5), layers.linear(4, id="a"), layers.linear(2, id="a")])
 
 
+def test_ids_are_keywords_that_read_back_from_edn():
+    plain = network.normalize([{"type": "input", "size": 3, "id": "data"}, {"type": "linear", "size": 2}])
+    assert type(plain[0]["id"]) is edn.Keyword and edn.dumps(plain[0]) == "{:type :input :id :data :size 3}"
+    for bad in ['"my layer"', '""', "3", '"a{b"', "nil"]:
+        with pytest.raises(ConfigError) as err:
+            network.normalize(edn.loads(f"[{{:type :input :size 3 :id {bad}}} {{:type :linear :size 2}}]"))
+        assert str(err.value).endswith(f":id must be a keyword like :data, got {bad}")
+
+
 def _shapes(params):
     return {lid: {n: tuple(v.shape) for n, v in p.items()} for lid, p in params.items()}
 
