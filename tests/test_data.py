@@ -333,6 +333,26 @@ def test_epoch_size_must_be_a_multiple_of_the_class_count():
         stream.epoch_indices(stream.class_balanced(LABELS), jax.random.key(0), 0, 21)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 64, 65, 492, 1000, 4097, 284_315])
+def test_permute_is_a_bijection(n):
+    round_keys = jax.random.bits(jax.random.key(n), (2 * stream.FEISTEL_ROUNDS,), jnp.uint32)
+    values = np.asarray(jax.jit(stream.permute, static_argnums=2)(jnp.arange(n), round_keys, n))
+    np.testing.assert_array_equal(np.sort(values), np.arange(n))
+
+
+def test_permutations_put_every_row_at_every_position_equally_often():
+    """Chi-square of (position, row) counts over 3,000 keys, per degree of freedom, near 1 as for uniformly
+    random permutations (small classes, where a Feistel round mixes in few bits, are the hard case)."""
+    keys = jax.vmap(lambda k: jax.random.bits(jax.random.key(k), (2 * stream.FEISTEL_ROUNDS,), jnp.uint32))(
+        jnp.arange(3000)
+    )
+    for n in (3, 5, 7, 10, 17, 100):
+        perms = np.asarray(jax.vmap(lambda rk, n=n: stream.permute(jnp.arange(n), rk, n))(keys))
+        counts = np.stack([np.bincount(perms[:, position], minlength=n) for position in range(n)])
+        expected = len(keys) / n
+        assert ((counts - expected) ** 2 / expected).sum() / (n - 1) ** 2 < 1.6, n
+
+
 def test_shuffled_stream_cycles_all_rows():
     s = stream.shuffled(7)
     key = jax.random.key(2)

@@ -20,6 +20,7 @@ traced into the compiled epoch.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -48,28 +49,43 @@ def shuffled(n_rows: int) -> Stream:
 
 
 FEISTEL_ROUNDS = 6
+SMALL_CLASS = 64  # classes of at most this many rows get twice the rounds (see :func:`permute`)
 
 
-def _feistel(i: jax.Array, round_keys: jax.Array, half_bits: int) -> jax.Array:
-    """A keyed bijection of ``[0, 4**half_bits)``: a balanced Feistel network."""
-    mask = jnp.uint32((1 << half_bits) - 1)
-    left, right = i >> half_bits, i & mask
-    for r in range(FEISTEL_ROUNDS):
-        left, right = right, left ^ (mix32(right ^ round_keys[..., r]) & mask)
-    return (left << half_bits) | right
+def _radices(n: int) -> tuple[int, int]:
+    """``(a, b)`` with ``a * b >= n`` and ``a * b - n < a``: ``a = ceil(sqrt(n))``."""
+    a = math.isqrt(n - 1) + 1 if n > 1 else 1
+    return a, -(-n // a)
+
+
+def _feistel(i: jax.Array, round_keys: jax.Array, radices: tuple[int, int], rounds: int) -> jax.Array:
+    """A keyed bijection of ``[0, a*b)``: a mixed-radix Feistel network (as in FFX format-preserving
+    encryption). ``i = left * b + right``; a round maps ``(left, right)`` to ``(right, (left + F(right)) mod a)``
+    and swaps the radices, so each round is invertible."""
+    a, b = radices
+    left, right = i // jnp.uint32(b), i % jnp.uint32(b)
+    for r in range(rounds):
+        total = left + mix32(right ^ round_keys[..., r]) % jnp.uint32(a)
+        left, right = right, jnp.where(total >= a, total - jnp.uint32(a), total)
+        a, b = b, a
+    return left * jnp.uint32(b) + right
 
 
 def permute(i: jax.Array, round_keys: jax.Array, n: int) -> jax.Array:
     """Position ``i`` of a keyed random permutation of ``[0, n)``, computed element-wise (no sort).
 
-    A Feistel bijection of the smallest ``[0, 4**h)`` covering ``n``, restricted to ``[0, n)`` by
-    cycle-walking (re-applying it until the value falls below ``n``), is a bijection of ``[0, n)``.
+    A Feistel bijection of ``[0, a*b)``, the smallest near-square domain covering ``n`` (:func:`_radices`),
+    restricted to ``[0, n)`` by cycle-walking (re-applying it until the value falls below ``n``), is a
+    bijection of ``[0, n)``. Fewer than ``sqrt(n)`` values lie outside, so the walk rarely takes a second
+    step (a power-of-two domain, up to 4x too large, took ~15 vectorised passes for the fraud data's
+    classes: 27 ms an epoch against 7 ms). A round mixes in only ``log2(a)`` bits, so classes of up to
+    :data:`SMALL_CLASS` rows get ``2 * FEISTEL_ROUNDS`` rounds; ``round_keys`` holds that many words.
     Sorting-based shuffles of the majority class cost ~15x more on CPU.
     """
-    half_bits = max(1, (int(n - 1).bit_length() + 1) // 2)
-    y = _feistel(i.astype(jnp.uint32), round_keys, half_bits)
+    radices, rounds = _radices(n), FEISTEL_ROUNDS * (2 if n <= SMALL_CLASS else 1)
+    y = _feistel(i.astype(jnp.uint32), round_keys, radices, rounds)
     return jax.lax.while_loop(
-        lambda y: jnp.any(y >= n), lambda y: jnp.where(y >= n, _feistel(y, round_keys, half_bits), y), y
+        lambda y: jnp.any(y >= n), lambda y: jnp.where(y >= n, _feistel(y, round_keys, radices, rounds), y), y
     )
 
 
@@ -78,7 +94,7 @@ def _cycle(key: jax.Array, rows: jax.Array, start: jax.Array, count: int) -> jax
     n = rows.shape[0]
     position = start + jnp.arange(count)
     first_pass, passes = start // n, count // n + 2  # passes: enough to cover any window of ``count`` items
-    round_keys = jax.vmap(lambda p: jax.random.bits(jax.random.fold_in(key, p), (FEISTEL_ROUNDS,), jnp.uint32))(
+    round_keys = jax.vmap(lambda p: jax.random.bits(jax.random.fold_in(key, p), (2 * FEISTEL_ROUNDS,), jnp.uint32))(
         first_pass + jnp.arange(passes)
     )
     return rows[permute(position % n, round_keys[position // n - first_pass], n).astype(jnp.int32)]
