@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 import toolz
+from scipy import stats
 
 from fpml.data import io, stream, synthetic, transforms
 from fpml.data.dataset import dataset
@@ -333,24 +336,46 @@ def test_epoch_size_must_be_a_multiple_of_the_class_count():
         stream.epoch_indices(stream.class_balanced(LABELS), jax.random.key(0), 0, 21)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 64, 65, 492, 1000, 4097, 284_315])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 9, 65, 81, 492, 1000, 4097, 284_315])
 def test_permute_is_a_bijection(n):
-    round_keys = jax.random.bits(jax.random.key(n), (2 * stream.FEISTEL_ROUNDS,), jnp.uint32)
+    round_keys = jax.random.bits(jax.random.key(n), (stream.FEISTEL_ROUNDS,), jnp.uint32)
     values = np.asarray(jax.jit(stream.permute, static_argnums=2)(jnp.arange(n), round_keys, n))
     np.testing.assert_array_equal(np.sort(values), np.arange(n))
 
 
-def test_permutations_put_every_row_at_every_position_equally_often():
-    """Chi-square of (position, row) counts over 3,000 keys, per degree of freedom, near 1 as for uniformly
-    random permutations (small classes, where a Feistel round mixes in few bits, are the hard case)."""
-    keys = jax.vmap(lambda k: jax.random.bits(jax.random.key(k), (2 * stream.FEISTEL_ROUNDS,), jnp.uint32))(
-        jnp.arange(3000)
-    )
-    for n in (3, 5, 7, 10, 17, 100):
-        perms = np.asarray(jax.vmap(lambda rk, n=n: stream.permute(jnp.arange(n), rk, n))(keys))
-        counts = np.stack([np.bincount(perms[:, position], minlength=n) for position in range(n)])
-        expected = len(keys) / n
-        assert ((counts - expected) ** 2 / expected).sum() / (n - 1) ** 2 < 1.6, n
+def _passes(n: int, count: int = 3000) -> np.ndarray:
+    """``count`` consecutive passes of a shuffled stream of ``n`` rows, one per line."""
+    s = stream.shuffled(n)
+    return np.asarray(_jitted_epoch(s, jax.random.key(n), jnp.int32(0), n * count)).reshape(count, n)
+
+
+def _odd(perm: np.ndarray) -> bool:
+    seen, cycles = np.zeros(len(perm), bool), 0
+    for start in range(len(perm)):
+        cycles += not seen[start]
+        while not seen[start]:
+            seen[start], start = True, perm[start]
+    return bool((len(perm) - cycles) % 2)
+
+
+@pytest.mark.parametrize("n", [3, 5, 9, 64, 65, 81, 100])
+def test_shuffles_put_every_row_at_every_position_equally_often(n):
+    """Over 3,000 passes, (position, row) counts as uniformly random permutations give them (chi-square),
+    and odd and even permutations equally often (binomial): a Feistel network whose two radices are both
+    odd makes only even ones (n = 81 would be 9 x 9)."""
+    passes = _passes(n)
+    counts = np.stack([np.bincount(passes[:, position], minlength=n) for position in range(n)])
+    expected = len(passes) / n
+    assert stats.chi2.sf(((counts - expected) ** 2 / expected).sum(), (n - 1) ** 2) > 1e-3
+    assert stats.binomtest(sum(_odd(p) for p in passes), len(passes)).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_small_classes_get_every_shuffle_equally_often(n):
+    passes = _passes(n, count=200 * math.factorial(n))
+    _, counts = np.unique(passes, axis=0, return_counts=True)
+    assert len(counts) == math.factorial(n)
+    assert stats.chisquare(counts).pvalue > 1e-3
 
 
 def test_shuffled_stream_cycles_all_rows():

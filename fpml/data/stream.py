@@ -49,22 +49,24 @@ def shuffled(n_rows: int) -> Stream:
 
 
 FEISTEL_ROUNDS = 6
-SMALL_CLASS = 64  # classes of at most this many rows get twice the rounds (see :func:`permute`)
+SMALL_CLASS = 64  # classes of at most this many rows are shuffled by sorting random keys (exactly uniform)
 
 
 def _radices(n: int) -> tuple[int, int]:
-    """``(a, b)`` with ``a * b >= n`` and ``a * b - n < a``: ``a = ceil(sqrt(n))``."""
+    """``(a, b)`` with ``a * b >= n`` and ``a * b - n < 2a``, ``a = ceil(sqrt(n))``, and not both odd: with
+    both odd every round is an even permutation, and half of all shuffles could never occur."""
     a = math.isqrt(n - 1) + 1 if n > 1 else 1
-    return a, -(-n // a)
+    b = -(-n // a)
+    return (a, b + 1) if a % 2 and b % 2 else (a, b)
 
 
-def _feistel(i: jax.Array, round_keys: jax.Array, radices: tuple[int, int], rounds: int) -> jax.Array:
+def _feistel(i: jax.Array, round_keys: jax.Array, radices: tuple[int, int]) -> jax.Array:
     """A keyed bijection of ``[0, a*b)``: a mixed-radix Feistel network (as in FFX format-preserving
     encryption). ``i = left * b + right``; a round maps ``(left, right)`` to ``(right, (left + F(right)) mod a)``
     and swaps the radices, so each round is invertible."""
     a, b = radices
     left, right = i // jnp.uint32(b), i % jnp.uint32(b)
-    for r in range(rounds):
+    for r in range(FEISTEL_ROUNDS):
         total = left + mix32(right ^ round_keys[..., r]) % jnp.uint32(a)
         left, right = right, jnp.where(total >= a, total - jnp.uint32(a), total)
         a, b = b, a
@@ -72,20 +74,21 @@ def _feistel(i: jax.Array, round_keys: jax.Array, radices: tuple[int, int], roun
 
 
 def permute(i: jax.Array, round_keys: jax.Array, n: int) -> jax.Array:
-    """Position ``i`` of a keyed random permutation of ``[0, n)``, computed element-wise (no sort).
+    """Position ``i`` of a keyed random permutation of ``[0, n)`` (``FEISTEL_ROUNDS`` key words), computed
+    element-wise (no sort).
 
-    A Feistel bijection of ``[0, a*b)``, the smallest near-square domain covering ``n`` (:func:`_radices`),
-    restricted to ``[0, n)`` by cycle-walking (re-applying it until the value falls below ``n``), is a
-    bijection of ``[0, n)``. Fewer than ``sqrt(n)`` values lie outside, so the walk rarely takes a second
-    step (a power-of-two domain, up to 4x too large, took ~15 vectorised passes for the fraud data's
-    classes: 27 ms an epoch against 7 ms). A round mixes in only ``log2(a)`` bits, so classes of up to
-    :data:`SMALL_CLASS` rows get ``2 * FEISTEL_ROUNDS`` rounds; ``round_keys`` holds that many words.
-    Sorting-based shuffles of the majority class cost ~15x more on CPU.
+    A Feistel bijection of ``[0, a*b)``, a near-square domain covering ``n`` (:func:`_radices`), restricted
+    to ``[0, n)`` by cycle-walking (re-applying it until the value falls below ``n``), is a bijection of
+    ``[0, n)``. Fewer than ``2 sqrt(n)`` values lie outside, so the walk rarely takes a second step (a
+    power-of-two domain, up to 4x too large, took ~15 vectorised passes for the fraud data's classes:
+    27 ms an epoch against 7 ms). A round mixes in only ``log2(a)`` bits, so small ``n`` are not shuffled
+    uniformly: the streams shuffle classes of up to :data:`SMALL_CLASS` rows by sorting instead. Sorting
+    the majority class costs ~15x more on CPU.
     """
-    radices, rounds = _radices(n), FEISTEL_ROUNDS * (2 if n <= SMALL_CLASS else 1)
-    y = _feistel(i.astype(jnp.uint32), round_keys, radices, rounds)
+    radices = _radices(n)
+    y = _feistel(i.astype(jnp.uint32), round_keys, radices)
     return jax.lax.while_loop(
-        lambda y: jnp.any(y >= n), lambda y: jnp.where(y >= n, _feistel(y, round_keys, radices, rounds), y), y
+        lambda y: jnp.any(y >= n), lambda y: jnp.where(y >= n, _feistel(y, round_keys, radices), y), y
     )
 
 
@@ -94,10 +97,13 @@ def _cycle(key: jax.Array, rows: jax.Array, start: jax.Array, count: int) -> jax
     n = rows.shape[0]
     position = start + jnp.arange(count)
     first_pass, passes = start // n, count // n + 2  # passes: enough to cover any window of ``count`` items
-    round_keys = jax.vmap(lambda p: jax.random.bits(jax.random.fold_in(key, p), (2 * FEISTEL_ROUNDS,), jnp.uint32))(
-        first_pass + jnp.arange(passes)
-    )
-    return rows[permute(position % n, round_keys[position // n - first_pass], n).astype(jnp.int32)]
+    keys = jax.vmap(lambda p: jax.random.fold_in(key, p))(first_pass + jnp.arange(passes))
+    which, offset = position // n - first_pass, position % n
+    if n <= SMALL_CLASS:  # exactly uniform: the order of n random words, one sort per pass
+        orders = jax.vmap(lambda k: jnp.argsort(jax.random.bits(k, (n,), jnp.uint32)))(keys)
+        return rows[orders[which, offset]]
+    round_keys = jax.vmap(lambda k: jax.random.bits(k, (FEISTEL_ROUNDS,), jnp.uint32))(keys)
+    return rows[permute(offset, round_keys[which], n).astype(jnp.int32)]
 
 
 def epoch_indices(stream: Stream, key: jax.Array, epoch: jax.Array | int, epoch_size: int) -> jax.Array:
