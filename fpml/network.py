@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -105,14 +106,16 @@ def _check_layer(index: int, layer: Any) -> PMap:
     return pmap({**layer, "type": Keyword(kind), **ids})
 
 
+#: An EDN keyword's name (the spec's symbol rules): it starts with a non-digit (and ``-``, ``+`` or ``.``
+#: are not followed by a digit), holds letters, digits and ``.*+!-_?$%&=<>:#``, and has at most one
+#: ``/`` between a namespace and a name.
+_SYMBOL = r"(?:[A-Za-z*!_?$%&=<>]|[-+.](?![0-9]))[A-Za-z0-9.*+!\-_?$%&=<>:#]*"
+_KEYWORD_NAME = re.compile(rf"{_SYMBOL}(?:/{_SYMBOL})?")
+
+
 def _is_keyword_name(value: object) -> bool:
-    """Whether ``value`` (a keyword, or a string from Python) reads back from EDN as the keyword it names."""
-    if not isinstance(value, str) or not value:
-        return False
-    try:
-        return edn.loads(":" + value) == Keyword(value)
-    except ConfigError:
-        return False
+    """Whether ``value`` (a keyword, or a string from Python) names a keyword as EDN writes it."""
+    return isinstance(value, str) and _KEYWORD_NAME.fullmatch(value) is not None
 
 
 def normalize(description: Sequence[Mapping]) -> PVector:

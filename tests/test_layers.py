@@ -261,7 +261,9 @@ def test_explicit_ids_are_kept_and_must_be_unique():
 def test_ids_are_keywords_that_read_back_from_edn():
     plain = network.normalize([{"type": "input", "size": 3, "id": "data"}, {"type": "linear", "size": 2}])
     assert type(plain[0]["id"]) is edn.Keyword and edn.dumps(plain[0]) == "{:type :input :id :data :size 3}"
-    for bad in ['"my layer"', '""', "3", '"a{b"', "nil"]:
+    ok = network.normalize(edn.loads('[{:type :input :size 3 :id :enc/in} {:type :linear :size 2 :id "-x?"}]'))
+    assert [str(layer["id"]) for layer in ok] == ["enc/in", "-x?"]
+    for bad in ['"my layer"', '""', "3", '"a{b"', "nil", '":enc"', '"3d"', '"-3"', '"#a"', '"a/b/c"', '"a@b"']:
         with pytest.raises(ConfigError) as err:
             network.normalize(edn.loads(f"[{{:type :input :size 3 :id {bad}}} {{:type :linear :size 2}}]"))
         assert str(err.value).endswith(f":id must be a keyword like :data, got {bad}")
