@@ -25,8 +25,8 @@ def _process_flags(args: argparse.Namespace) -> list[str]:
 
 def _start(cfg) -> None:
     """Process-level choices, before anything touches a device: join the other processes of a multi-process
-    run, then the backend, the compilation cache, and the CPU cores (process I of a multi-process run takes
-    the I-th block of cores, so that processes sharing a host do not stack on the same ones)."""
+    run, then the backend, the compilation cache, and the CPU cores (the I-th process of a host takes the
+    I-th block of cores, so that processes sharing a host do not stack on the same ones)."""
     from fpml import distributed, runtime
 
     process = 0
@@ -37,7 +37,7 @@ def _start(cfg) -> None:
     if cfg["platform"] != "gpu":
         several = cfg["coordinator"] is not None
         cores = runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"], multi_process=several)
-        runtime.confine_to_cores(cores, block=process)
+        runtime.confine_to_cores(cores, block=runtime.host_rank(process))
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -233,8 +233,8 @@ SETTINGS: Mapping[str, Setting] = {
         ),
         Keyword("auto"),
         "devices to train on, data-parallel (each batch sharded along a jax.sharding mesh axis): :auto (one "
-        "device; with :coordinator, every device of every process), :all, or a count (with :coordinator, a "
-        "multiple of :num-processes, taken equally from each process)",
+        "device; with :coordinator, :all), :all (with :coordinator, as many from each process as the one with "
+        "the fewest has), or a count (with :coordinator, a multiple of :num-processes, taken equally from each)",
     ),
     "compile-cache": Setting(
         lambda v: None if v is None or (isinstance(v, str) and v.strip()) else "must be nil or a folder path",

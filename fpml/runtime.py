@@ -71,13 +71,32 @@ def cores_for(allowed: Sequence[int], count: int, block: int = 0) -> list[int]:
 
 
 def confine_to_cores(count: int | None, block: int = 0) -> None:
-    """Let this process run on ``count`` of its allowed cores (:func:`cores_for` block ``block``). Must run
-    before JAX's backend starts."""
+    """Let this process (every thread it has started so far, and so every later one) run on ``count`` of
+    its allowed cores (:func:`cores_for` block ``block``). Must run before JAX's backend starts."""
     if count is None:
         return
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("confine_to_cores must be called before JAX starts its backend (before any jax array)")
-    os.sched_setaffinity(0, cores_for(os.sched_getaffinity(0), count, block))
+    cores = cores_for(os.sched_getaffinity(0), count, block)
+    threads = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]
+    for thread in threads:  # e.g. jax.distributed's and numpy's threads, started already
+        try:
+            os.sched_setaffinity(int(thread), cores)
+        except OSError:
+            pass  # the thread has ended meanwhile
+
+
+#: Where cluster launchers say which of a host's processes this is.
+HOST_RANK_VARIABLES = ("SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK")
+
+
+def host_rank(process_id: int) -> int:
+    """This process's index among the processes of its host, for :func:`confine_to_cores`: what Slurm or
+    Open MPI says, else ``process_id`` (right where each host runs consecutive process ids)."""
+    for name in HOST_RANK_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return process_id
 
 
 #: Compilations shorter than this are not worth a cache file (JAX's own default is 1 s; the fraud network's

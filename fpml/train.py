@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -107,6 +108,14 @@ def init_state(network: Network, optimizer: optax.GradientTransformation, key: j
     """Fresh parameters from ``key`` and the optimizer's initial state."""
     params = network.init(key)
     return TrainState(params, optimizer.init(params))
+
+
+def usable_devices(devices: Sequence[jax.Device] | None = None) -> int:
+    """How many of ``devices`` (default: every device JAX sees) a data mesh can use: all of them, or with
+    several processes as many from each as the process with the fewest has, since each process feeds an
+    equal part of every batch to its own devices."""
+    per_process = Counter(d.process_index for d in (jax.devices() if devices is None else devices))
+    return len(per_process) * min(per_process.values())
 
 
 def data_mesh(devices: int) -> Mesh:

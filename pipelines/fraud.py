@@ -232,12 +232,12 @@ def check_fits(cfg: Mapping, data: Prepared) -> None:
 
 
 def _mesh(cfg: Mapping) -> jax.sharding.Mesh | None:
-    """The data mesh of ``:devices`` (``:auto``: one device alone, every device of every process in a
+    """The data mesh of ``:devices`` (``:auto``: one device alone, every usable device of every process in a
     multi-process run), or ``None`` for one device."""
     several, setting = jax.process_count() > 1, cfg["devices"]
     if setting == "auto":
         setting = "all" if several else 1
-    devices = jax.device_count() if setting == "all" else setting
+    devices = train.usable_devices() if setting == "all" else setting
     return train.data_mesh(devices) if devices > 1 or several else None
 
 
@@ -326,21 +326,24 @@ def resume(
 
 #: Config keys that say where a run executes rather than what it trains: a resume may set them.
 PLACEMENT_KEYS = ("coordinator", "num-processes", "process-id")
+#: Keys a resume may set without changing the batches: the backend, the devices and the CPU cores
+#: (results then equal the straight run's to float tolerance, as data parallelism does, not bit for bit).
+HARDWARE_KEYS = ("platform", "devices", "cpu-cores")
 
 
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping:
-    """The config to resume ``run_dir`` with: its own, plus ``epoch-count``, the backend (``platform``, from
-    ``--device``) and the process placement.
+    """The config to resume ``run_dir`` with: its own, plus ``epoch-count``, the hardware (``platform``, from
+    ``--device``; ``devices``; ``cpu-cores``) and the process placement.
 
     A run started on several processes resumes on several (each with its ``process-id``), one started on
     one process on one: the data shards and streams depend on it.
     """
     keys = [k.partition("=")[0] for k in overrides]
     for key in keys:
-        if key not in ("epoch-count", "platform", *PLACEMENT_KEYS):
+        if key not in ("epoch-count", *HARDWARE_KEYS, *PLACEMENT_KEYS):
             raise ConfigError(
                 f"resume: only epoch-count may change when resuming a run (and where it runs: "
-                f"platform, {', '.join(PLACEMENT_KEYS)}), not {key!r}"
+                f"{', '.join((*HARDWARE_KEYS, *PLACEMENT_KEYS))}), not {key!r}"
             )
     saved = config.load(str(Path(run_dir) / "config.edn"))
     placed = any(k in PLACEMENT_KEYS for k in keys)

@@ -7,13 +7,14 @@ import re
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from fpml import checkpoint, config, runtime
+from fpml import checkpoint, config, runtime, train
 from fpml.data import synthetic, transforms
 from fpml.errors import ConfigError
 from pipelines import fraud
@@ -135,9 +136,10 @@ def test_two_processes_read_a_slurm_environment(tmp_path):
     job = str(_slurm_job_id())
     slurm = {"SLURM_JOB_ID": job, "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2"}
     envs = [{**slurm, "SLURM_PROCID": str(p), "SLURM_LOCALID": str(p)} for p in (0, 1)]
-    train_then_show_cores = (
+    train_then_show_cores = (  # the cores any of the process's threads may run on (gloo's, XLA's, ...)
         "import os, sys; from fpml.cli import main; status = main(sys.argv[1:]); "
-        "print('cores', sorted(os.sched_getaffinity(0))); sys.exit(status)"
+        "tasks = [os.sched_getaffinity(int(t)) for t in os.listdir('/proc/self/task')]; "
+        "print('cores', sorted(set().union(*tasks))); sys.exit(status)"
     )
     argv = ["train", "fraud", *SMALL, "epoch-count=1", f"run-dir={tmp_path}", "--plain"]
     argv += ["coordinator=:auto", "devices=2", "cpu-cores=1"]
@@ -153,6 +155,26 @@ def test_two_processes_read_a_slurm_environment(tmp_path):
     ]
     (run,) = tmp_path.iterdir()
     assert {"best.npz", "inference.json"} <= {p.name for p in run.iterdir()}
+
+
+def test_a_mesh_takes_as_many_devices_from_each_process_as_the_one_with_the_fewest_has():
+    def devices(*processes):
+        return [types.SimpleNamespace(process_index=p) for p in processes]
+
+    assert train.usable_devices(devices(0, 0, 0)) == 3
+    assert train.usable_devices(devices(0, 0, 1, 1)) == 4
+    assert train.usable_devices(devices(0, 0, 1)) == 2  # not 3: each process feeds an equal share
+    assert train.usable_devices(devices(0, 1, 1, 1, 2, 2)) == 3
+
+
+def test_a_process_s_block_of_cores_follows_its_rank_on_the_host(monkeypatch):
+    for name in runtime.HOST_RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert runtime.host_rank(5) == 5  # no launcher says otherwise: the process id
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1")
+    assert runtime.host_rank(5) == 1
+    monkeypatch.setenv("SLURM_LOCALID", "0")  # e.g. ranks dealt round-robin over the hosts
+    assert runtime.host_rank(2) == 0
 
 
 def test_cores_for_gives_each_process_its_own_block():
