@@ -127,6 +127,9 @@ def test_a_verified_file_is_hashed_again_only_once_it_changes(tmp_path, fake_kag
     assert stamp.startswith(kaggle.SHA256) and str(len(fake_kaggle)) in stamp
     assert kaggle.obtain("kaggle", tmp_path, quiet=True).verified and hashed == [path]  # remembered
     assert kaggle.obtain(str(path), tmp_path, quiet=True).verified and hashed == [path]  # by path too
+    (tmp_path / "creditcard.verified").write_bytes(b"\xff\xfe not a stamp")  # damaged: hashed again
+    assert kaggle.obtain("kaggle", tmp_path, quiet=True).verified and hashed == [path, path]
+    assert (tmp_path / "creditcard.verified").read_text() == stamp  # and the stamp rewritten
     same_size = fake_kaggle[:-2] + b"9\n"  # replaced: same size, and the old modification time set back
     mtime = path.stat().st_mtime_ns
     (tmp_path / "other.csv").write_bytes(same_size)
@@ -135,9 +138,7 @@ def test_a_verified_file_is_hashed_again_only_once_it_changes(tmp_path, fake_kag
     assert path.stat().st_mtime_ns == mtime and path.stat().st_size == len(fake_kaggle)
     with pytest.raises(DataError, match="sha256 differs"):
         kaggle.obtain("kaggle", tmp_path, quiet=True)
-    assert hashed == [path, path]
-    (tmp_path / "creditcard.verified").write_bytes(b"\xff\xfe not a stamp")  # damaged: hash again
-    assert kaggle.obtain(str(path), tmp_path, quiet=True).verified is False and len(hashed) == 3
+    assert hashed == [path, path, path]
 
 
 def test_explicit_path_that_is_not_the_kaggle_file_is_used_as_given(tmp_path, fake_kaggle):

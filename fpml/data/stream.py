@@ -54,7 +54,8 @@ SMALL_CLASS = 64  # classes of at most this many rows are shuffled by sorting ra
 
 def _radices(n: int) -> tuple[int, int]:
     """``(a, b)`` with ``a * b >= n`` and ``a * b - n < 2a``, ``a = ceil(sqrt(n))``, and not both odd: with
-    both odd every round is an even permutation, and half of all shuffles could never occur."""
+    both odd, a network of an even number of rounds makes only even permutations, and half of all shuffles
+    could never occur."""
     a = math.isqrt(n - 1) + 1 if n > 1 else 1
     b = -(-n // a)
     return (a, b + 1) if a % 2 and b % 2 else (a, b)
@@ -79,9 +80,9 @@ def permute(i: jax.Array, round_keys: jax.Array, n: int) -> jax.Array:
 
     A Feistel bijection of ``[0, a*b)``, a near-square domain covering ``n`` (:func:`_radices`), restricted
     to ``[0, n)`` by cycle-walking (re-applying it until the value falls below ``n``), is a bijection of
-    ``[0, n)``. Fewer than ``2 sqrt(n)`` values lie outside, so the walk rarely takes a second step (a
-    power-of-two domain, up to 4x too large, took ~15 vectorised passes for the fraud data's classes:
-    27 ms an epoch against 7 ms). A round mixes in only ``log2(a)`` bits, so small ``n`` are not shuffled
+    ``[0, n)``. Fewer than ``2 sqrt(n)`` values lie outside, so the vectorised walk takes 2-3 passes (a
+    power-of-two domain, up to 4x too large, took up to ~40 for the fraud data's classes: 22-28 ms an
+    epoch against 6-7 ms). A round mixes in only ``log2(a)`` bits, so small ``n`` are not shuffled
     uniformly: the streams shuffle classes of up to :data:`SMALL_CLASS` rows by sorting instead. Sorting
     the majority class costs ~15x more on CPU.
     """
