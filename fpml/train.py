@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -110,12 +109,17 @@ def init_state(network: Network, optimizer: optax.GradientTransformation, key: j
     return TrainState(params, optimizer.init(params))
 
 
+def _by_process(devices: Sequence[jax.Device]) -> list[list[jax.Device]]:
+    """``devices`` grouped by the process they belong to, in process order."""
+    return [[d for d in devices if d.process_index == p] for p in sorted({d.process_index for d in devices})]
+
+
 def usable_devices(devices: Sequence[jax.Device] | None = None) -> int:
     """How many of ``devices`` (default: every device JAX sees) a data mesh can use: all of them, or with
     several processes as many from each as the process with the fewest has, since each process feeds an
     equal part of every batch to its own devices."""
-    per_process = Counter(d.process_index for d in (jax.devices() if devices is None else devices))
-    return len(per_process) * min(per_process.values())
+    groups = _by_process(jax.devices() if devices is None else devices)
+    return len(groups) * min(len(group) for group in groups)
 
 
 def data_mesh(devices: int) -> Mesh:
@@ -136,7 +140,7 @@ def data_mesh(devices: int) -> Mesh:
             f":devices {devices} does not split over the {processes} processes (each feeds the same number of "
             f"devices): give a multiple of {processes}, or :all"
         )
-    own = [[d for d in available if d.process_index == p] for p in range(processes)]
+    own = _by_process(available)
     per_process, fewest = devices // processes, min(range(processes), key=lambda p: len(own[p]))
     if per_process > len(own[fewest]):
         raise ConfigError(
