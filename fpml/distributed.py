@@ -10,6 +10,11 @@ global batch sharded over the mesh's devices of all processes. Only process 0 wr
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import socket
+import time
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -26,14 +31,21 @@ from fpml.errors import CheckpointError, ConfigError, DataError, FpmlError
 T = TypeVar("T")
 
 
+#: Seconds a process waits to reach the coordinator, as ``jax.distributed.initialize``'s own default.
+JOIN_TIMEOUT_S = 300
+
+
 def initialize(coordinator: str, num_processes: int | None = None, process_id: int | None = None) -> int:
     """Join a group of processes coordinated at ``HOST:PORT`` (CPU collectives: gloo).
 
     ``coordinator="auto"`` leaves the address, process count and id to ``jax.distributed.initialize``'s
-    cluster detection: Slurm (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``),
-    Open MPI (``OMPI_MCA_orte_hnp_uri``, ``OMPI_COMM_WORLD_SIZE``, ``OMPI_COMM_WORLD_RANK``) or Kubernetes
-    (an indexed Job: ``JOB_COMPLETION_INDEX``, with the ``kubernetes`` package installed). Returns this
-    process's id (known before the backend starts).
+    cluster detection: Slurm (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``,
+    ``SLURM_LOCALID``), Open MPI 4 (``OMPI_MCA_orte_hnp_uri``, ``OMPI_COMM_WORLD_SIZE``,
+    ``OMPI_COMM_WORLD_RANK``) or Kubernetes (an indexed Job: ``JOB_COMPLETION_INDEX``, with the ``kubernetes``
+    package installed). Under Slurm and Open MPI JAX then gives each process one GPU, the one of its rank on
+    the host (``JAX_LOCAL_DEVICE_IDS`` overrides it). Returns this process's id (known before the backend
+    starts). The start-up failures ``jax.distributed`` would crash on (process 0's port taken, a coordinator
+    not reachable) are checked first (:func:`check_coordinator`).
     """
     if coordinator != "auto" and (num_processes is None or process_id is None or not 0 <= process_id < num_processes):
         raise ConfigError(
@@ -44,17 +56,65 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
         raise RuntimeError("distributed.initialize must run before JAX starts its backend")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if coordinator != "auto":
+        check_coordinator(coordinator, process_id)
         jax.distributed.initialize(coordinator, num_processes, process_id)
         return process_id
     try:
-        jax.distributed.initialize()
-    except ValueError as err:  # no cluster environment found
-        raise ConfigError(
-            f":coordinator :auto found no cluster environment (Slurm, Open MPI or Kubernetes) to read the "
-            f'coordinator, process count and id from ({err}); give :coordinator "HOST:PORT" with '
-            ":num-processes and :process-id instead"
-        ) from None
+        with warnings.catch_warnings():  # JAX's warning on a missing kubernetes package: said in the error below
+            warnings.filterwarnings("ignore", "Kubernetes environment detected", UserWarning)
+            jax.distributed.initialize()
+    except Exception as err:  # noqa: BLE001 -- no cluster found, or one JAX cannot read: one line, not a trace
+        raise ConfigError(f":coordinator :auto {_detection_failure(err)}") from None
     return jax_distributed.global_state.process_id  # jax.process_index() would start the backend
+
+
+def _detection_failure(err: Exception) -> str:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, KeyError):
+        reason = f"{reason} is not set"
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and importlib.util.find_spec("kubernetes") is None:
+        return (
+            "runs in Kubernetes but the kubernetes package JAX reads the cluster with is not installed: "
+            "pip install -e '.[k8s]'"
+        )
+    if isinstance(err, ValueError):
+        return (
+            f"found no cluster environment (Slurm, Open MPI 4 or Kubernetes) to read the coordinator, process "
+            f'count and id from ({reason}); give :coordinator "HOST:PORT" with :num-processes and :process-id '
+            "instead"
+        )
+    return f"could not read this cluster's settings ({reason}); see docs/scaling.md"
+
+
+def check_coordinator(coordinator: str, process_id: int, timeout_s: float = JOIN_TIMEOUT_S) -> None:
+    """Fail with a clear error where ``jax.distributed`` would end the process with a crash: on process 0,
+    when the coordinator's port is taken on this host; on the others, when the coordinator does not accept
+    connections within ``timeout_s`` (process 0 not started, a wrong address, a firewall).
+    """
+    host, _, port = coordinator.rpartition(":")
+    if process_id == 0:
+        try:  # what JAX's coordinator binds: every address of this host, on ``port``
+            dual = socket.has_dualstack_ipv6()
+            family = socket.AF_INET6 if dual else socket.AF_INET
+            socket.create_server(("", int(port)), family=family, dualstack_ipv6=dual).close()
+        except OSError as err:
+            raise ConfigError(
+                f"process 0 cannot open the coordinator's port {port} on this host ({err.strerror}): "
+                "choose a free port in :coordinator"
+            ) from None
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+            return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"process {process_id} could not reach the coordinator {coordinator} in {timeout_s:g} s "
+                    f"({err.strerror or err}): is process 0 running there, and can this host reach that address?"
+                ) from None
+            time.sleep(0.5)
 
 
 def process_slice(n_rows: int, process_index: int, process_count: int) -> slice:

@@ -28,6 +28,7 @@ def test_train_writes_a_run_folder(tmp_path, fpml):
     assert out.returncode == 0, out.stderr
     assert "epoch   1/2" in out.stdout and "epoch   2/2" in out.stdout
     assert "synthetic data" in out.stdout
+    assert "backend cpu: training on" in out.stdout  # which backend and devices, said at start
     (run,) = tmp_path.iterdir()
     assert {"best.npz", "last.npz", "log.jsonl", "config.edn", "data.txt"} <= {p.name for p in run.iterdir()}
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -108,6 +109,34 @@ def test_bad_input_is_one_clean_line(args, needle, tmp_path, fpml):
     assert needle in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "wheels, needle",
+    [
+        (False, "a GPU was asked for but JAX's CUDA wheels are not installed: run make setup-gpu"),
+        (True, "a GPU was asked for but JAX cannot use one ("),
+    ],
+)
+def test_a_gpu_that_cannot_be_used_is_one_clean_line_not_a_fallback(wheels, needle, tmp_path):
+    argv = ["train", "fraud", *SMALL, f"run-dir={tmp_path}", "--device", "gpu"]
+    code = (
+        "from fpml import cli, runtime\n"
+        f"runtime._gpu_plugin_installed = lambda: {wheels}\n"
+        f"raise SystemExit(cli.main({argv!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},  # no usable GPU, even where one is
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"fpml: error: {needle}"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not any(tmp_path.iterdir())  # nothing trained on the CPU instead
 
 
 def test_overrides_may_follow_options(tmp_path, fpml):

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from fpml import checkpoint, config, runtime, train
+from fpml import checkpoint, config, distributed, runtime, train
 from fpml.data import synthetic, transforms
 from fpml.errors import ConfigError
 from pipelines import fraud
@@ -184,19 +184,49 @@ def test_cores_for_gives_each_process_its_own_block():
     assert runtime.cores_for([5, 7], 4, block=1) == [5, 7]  # never more than it has
 
 
-def test_coordinator_auto_outside_a_cluster_is_one_clean_error():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "PMI_"))}
-    out = subprocess.run(
-        [sys.executable, "-m", "fpml", "train", "fraud", "data=:synthetic", "--coordinator", "auto"],
+def _fpml_train(args, env=None, timeout=120):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "PMI_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "fpml", "train", "fraud", "data=:synthetic", *args],
         cwd=ROOT,
-        env=env,
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+@pytest.mark.parametrize(
+    "env, start",
+    [
+        ({}, ":coordinator :auto found no cluster environment"),
+        # Open MPI's URI set but not the rank: JAX raises a KeyError
+        ({"OMPI_MCA_orte_hnp_uri": "123.0;tcp://10.0.0.1:5000"}, ":coordinator :auto could not read this cluster's"),
+        ({"OMPI_MCA_orte_hnp_uri": "123.0;unix://x"}, ":coordinator :auto could not read this cluster's settings"),
+        ({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, ":coordinator :auto runs in Kubernetes but the kubernetes package"),
+    ],
+)
+def test_coordinator_auto_failures_are_one_clean_line(env, start):
+    out = _fpml_train(["--coordinator", "auto"], env)
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith("fpml: error: :coordinator :auto found no cluster environment"), out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith(f"fpml: error: {start}"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_process_0_with_its_port_taken_is_one_clean_line():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out = _fpml_train(["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0"])
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"fpml: error: process 0 cannot open the coordinator's port {port} on this host")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_process_that_cannot_reach_the_coordinator_says_so():
+    with pytest.raises(ConfigError, match=r"process 1 could not reach the coordinator 127\.0\.0\.1:\d+ in 0\.5 s"):
+        distributed.check_coordinator(f"127.0.0.1:{free_port()}", 1, timeout_s=0.5)
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        distributed.check_coordinator(f"127.0.0.1:{listening.getsockname()[1]}", 1, timeout_s=0.5)
 
 
 def test_multi_process_flags_come_together():

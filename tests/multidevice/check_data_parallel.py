@@ -1,6 +1,6 @@
 """Run in its own process (XLA_FLAGS set before JAX starts): 8-device data-parallel training equals 1-device.
 
-Prints one JSON line: max parameter difference, compile-cache sizes, device count.
+Prints one JSON line: max parameter difference, compile-cache sizes, recompilations, device count.
 """
 
 import json
@@ -16,6 +16,7 @@ from fpml import edn, losses, network, optim, train  # noqa: E402
 from fpml.data import stream, synthetic, transforms  # noqa: E402
 from fpml.errors import ConfigError  # noqa: E402
 
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # jax.monitoring's event for each XLA compilation
 NET = edn.loads("""[{:type :input :size 29} {:type :linear->relu :size 16} {:type :dropout :keep 0.8}
                     {:type :linear->relu :size 8} {:type :linear :size 2} {:type :softmax}]""")
 
@@ -47,8 +48,13 @@ def main() -> None:
     chunked = train.chunked_epoch(net, loss, opt, epoch_size=1_600, batch_size=80, steps_per_call=5, mesh=mesh)
     state, st = train.replicate((train.init_state(net, opt, jax.random.key(1)), s), mesh)
     x, y = np.asarray(train_part.x), np.asarray(train_part.y)
+    compiles = []  # XLA compilations after the first chunked epoch: none, the chunk and the indices are reused
     for e in range(3):
         state, _ = chunked(state, x, y, st, jax.random.key(2), jax.numpy.int32(e))
+        if e == 0:
+            jax.monitoring.register_event_duration_secs_listener(
+                lambda event, _, **__: compiles.append(event) if event == COMPILE_EVENT else None
+            )
     results["8 chunked"] = jax.device_get(state.params)
     try:
         train.make_epoch(net, loss, opt, epoch_size=1_680, batch_size=84, mesh=train.data_mesh(8))
@@ -70,6 +76,7 @@ def main() -> None:
                 "chunked_max_diff": chunked_diff,
                 "scale": scale,
                 "caches": caches,
+                "chunked_recompiles": len(compiles),
                 "devices": jax.device_count(),
                 "batch_error": batch_error,
             }
