@@ -1,10 +1,12 @@
-"""Training speed, side by side in one run: fpml's scanned epoch vs a plain PyTorch eager loop.
+"""Training speed, side by side in one run: fpml's scanned epoch vs a per-step JAX loop, scikit-learn and PyTorch.
 
-Same network (29-20-dropout-10-2 softmax, the Cortex fraud net), same optimizer (Adam 1e-3), same
-class-balanced batches, on fpml's synthetic fraud data. Contenders are interleaved with pauses so one
-library's worker threads do not slow the next. Each core setting (one core: fpml's default for small
-networks, see ``fpml.runtime``; all cores) runs in its own child process, since XLA fixes its thread pool
-when it starts; both libraries are measured in both, and the ratio is against PyTorch's faster one.
+Same network (29-20-dropout-10-2 softmax, the Cortex fraud net; scikit-learn's MLPClassifier has no dropout,
+one logistic output and its default L2 penalty), same optimizer (Adam 1e-3; PyTorch both with its default
+Adam and with ``fused=True``, its fastest on CPU), same class-balanced batches, on fpml's synthetic fraud
+data. Contenders are interleaved with pauses so one library's worker threads do not slow the next. Each core
+setting (one core: fpml's default for small networks, see ``fpml.runtime``; all cores) runs in its own child
+process, since XLA fixes its thread pool when it starts; every contender is measured in both, and ratios are
+against PyTorch's fastest setting. Peak memory is measured in one more child process per library.
 Run with ``make bench`` (``ARGS="--batch-sizes 100 1000 --rounds 5"``).
 """
 
@@ -28,12 +30,13 @@ import toolz
 from rich.console import Console
 from rich.table import Table
 
-from fpml import edn, losses, network, optim, train
+from fpml import edn, losses, network, optim, runtime, train
 from fpml.data import stream, synthetic, transforms
 
 NET = edn.loads("""[{:type :input :size 29 :id :data} {:type :linear->relu :size 20} {:type :dropout :keep 0.9}
                     {:type :linear->relu :size 10} {:type :linear :size 2} {:type :softmax :id :label}]""")
 EPOCH_SIZE = 200_000
+TORCH, TORCH_FUSED = "PyTorch eager", "PyTorch eager, fused Adam"
 
 
 def fpml_contender(data, batch_size):
@@ -43,15 +46,18 @@ def fpml_contender(data, batch_size):
     x, y, s = jax.device_put(data.x), jax.device_put(data.y), stream.class_balanced(data.labels)
     key = jax.random.key(0)
     box = {"state": train.init_state(net, opt, jax.random.key(1)), "epoch": 0}
+    started = time.perf_counter()
+    compiled = epoch.lower(box["state"], x, y, s, key, jnp.int32(0)).compile()
+    compile_s = time.perf_counter() - started
 
     def run_epoch():
-        box["state"], step_losses = epoch(box["state"], x, y, s, key, jnp.int32(box["epoch"]))
+        box["state"], step_losses = compiled(box["state"], x, y, s, key, jnp.int32(box["epoch"]))
         step_losses.block_until_ready()
         box["epoch"] += 1
 
     started = time.perf_counter()
     run_epoch()
-    return run_epoch, time.perf_counter() - started
+    return run_epoch, compile_s, time.perf_counter() - started
 
 
 def torch_net(*head):
@@ -63,11 +69,12 @@ def torch_net(*head):
     return torch.nn.Sequential(*layers, torch.nn.ReLU(), torch.nn.Linear(10, 2), *head)
 
 
-def torch_contender(data, batch_size):
+def torch_contender(data, batch_size, *, fused: bool):
+    """A plain PyTorch training loop; ``fused``: Adam's fused CPU kernel (faster here) instead of its default."""
     import torch
 
     model = torch_net()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
     x, y = torch.from_numpy(np.array(data.x)), torch.from_numpy(np.array(data.labels))
     s = stream.class_balanced(data.labels)
     indices = torch.from_numpy(np.asarray(stream.epoch_indices(s, jax.random.key(0), 0, EPOCH_SIZE), np.int64))
@@ -83,8 +90,8 @@ def torch_contender(data, batch_size):
             opt.step()
 
     started = time.perf_counter()
-    run_epoch()  # warm-up, untimed, as fpml's first (compiling) epoch is
-    return run_epoch, time.perf_counter() - started
+    run_epoch()  # warm-up, untimed, as fpml's first epoch is
+    return run_epoch, None, time.perf_counter() - started
 
 
 def jit_loop_contender(data, batch_size):
@@ -104,6 +111,9 @@ def jit_loop_contender(data, batch_size):
     batches = list(rows.reshape(-1, batch_size))
     box = {"state": train.init_state(net, opt, jax.random.key(1))}
     key = jax.random.key(2)
+    started = time.perf_counter()
+    step.lower(box["state"], x, y, batches[0], key, 0).compile()
+    compile_s = time.perf_counter() - started
 
     def run_epoch():
         state = box["state"]
@@ -114,7 +124,7 @@ def jit_loop_contender(data, batch_size):
 
     started = time.perf_counter()
     run_epoch()
-    return run_epoch, time.perf_counter() - started
+    return run_epoch, compile_s, time.perf_counter() - started
 
 
 def sklearn_contender(data, batch_size):
@@ -135,7 +145,7 @@ def sklearn_contender(data, batch_size):
 
     started = time.perf_counter()
     run_epoch()
-    return run_epoch, time.perf_counter() - started
+    return run_epoch, None, time.perf_counter() - started
 
 
 def inference(args, full) -> list[dict]:
@@ -173,8 +183,7 @@ def inference(args, full) -> list[dict]:
 
 def measure(args) -> dict:
     """Child process: time every contender at every batch size, interleaved."""
-    frame = synthetic.generate(seed=0)
-    data = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
+    data = fraud_data()
     train_part, _ = transforms.split(jax.random.key(1), 50_000, data)
     rows = []
     for batch_size in args.batch_sizes:
@@ -184,10 +193,11 @@ def measure(args) -> dict:
             "scikit-learn partial_fit": sklearn_contender(train_part, batch_size),
         }
         if not args.no_torch:
-            contenders["PyTorch eager"] = torch_contender(train_part, batch_size)
+            contenders[TORCH] = torch_contender(train_part, batch_size, fused=False)
+            contenders[TORCH_FUSED] = torch_contender(train_part, batch_size, fused=True)
         timings: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.rounds):
-            for name, (run_epoch, _) in contenders.items():
+            for name, (run_epoch, _, _) in contenders.items():
                 time.sleep(args.pause)
                 started = time.perf_counter()
                 run_epoch()
@@ -197,14 +207,58 @@ def measure(args) -> dict:
                 "contender": name,
                 "cores": args.cores,
                 "batch": batch_size,
-                "first": contenders[name][1],
+                "compile": contenders[name][1],
+                "first": contenders[name][2],
                 "samples_per_s": EPOCH_SIZE / statistics.median(seconds),
                 "best_samples_per_s": EPOCH_SIZE / min(seconds),
             }
             for name, seconds in timings.items()
         ]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"training": rows, "inference": inference(args, data), "peak_mb": peak_mb}
+    return {"training": rows, "inference": inference(args, data)}
+
+
+def fraud_data():
+    frame = synthetic.generate(seed=0)
+    return toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
+
+
+def resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def memory(library: str) -> dict:
+    """Child process: peak memory of one library training one epoch at batch 100 and predicting every row."""
+    data = fraud_data()
+    train_part, _ = transforms.split(jax.random.key(1), 50_000, data)
+    if library == "torch":
+        import torch
+    loaded = resident_mb()
+    if library == "fpml":
+        fpml_contender(train_part, 100)[0]()
+        net = network.build(NET)
+        jax.jit(net.apply)(net.init(jax.random.key(0)), jax.device_put(data.x)).block_until_ready()
+    else:
+        torch_contender(train_part, 100, fused=True)[0]()
+        with torch.no_grad():
+            torch_net(torch.nn.Softmax(dim=1)).eval()(torch.from_numpy(np.array(data.x)))
+    return {"loaded_mb": loaded, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def child(args: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def versions(no_torch: bool) -> str:
+    import sklearn
+
+    names = [f"jax {jax.__version__}", f"scikit-learn {sklearn.__version__}"]
+    if not no_torch:
+        import torch
+
+        names.append(f"PyTorch {torch.__version__}")
+    return ", ".join(names)
 
 
 def main() -> None:
@@ -214,36 +268,36 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between timed calls")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--cores", choices=["1", "all"], help=argparse.SUPPRESS)  # set in child processes
+    parser.add_argument("--memory", choices=["fpml", "torch"], help=argparse.SUPPRESS)  # likewise
     args = parser.parse_args()
+    if args.memory:
+        print(json.dumps(memory(args.memory)))
+        return
     if args.cores:
-        if args.cores == "1":
-            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
+        runtime.confine_to_cores(1 if args.cores == "1" else None)  # every thread, before JAX's backend starts
         print(json.dumps(measure(args)))
         return
     console = Console(width=max(Console().width, 132))
     console.print(
         f"data: fpml synthetic fraud data (seed 0, 234,807 training rows); epoch {EPOCH_SIZE:,} samples; "
-        f"jax {jax.__version__}; {len(os.sched_getaffinity(0))} cores"
+        f"{versions(args.no_torch)}; {len(os.sched_getaffinity(0))} cores"
     )
-    rows, infer, peaks = [], [], {}
+    rows, infer = [], []
     for cores in ("1", "all"):
-        child = subprocess.run(
-            [sys.executable, __file__, "--cores", cores, *sys.argv[1:]], capture_output=True, text=True, check=True
-        )
-        result = json.loads(child.stdout.strip().splitlines()[-1])
+        result = child(["--cores", cores, *sys.argv[1:]])
         rows += result["training"]
         infer += result["inference"]
-        peaks[cores] = result["peak_mb"]
     table = Table(
-        title="training throughput (median and fastest of the timed epochs; the first epoch, compile or warm-up, "
-        "untimed); each ratio is against PyTorch's faster core setting, median to median and fastest to fastest"
+        title="training throughput (median and fastest of the timed epochs; compilation and the first epoch "
+        "untimed); each ratio is against PyTorch's fastest setting (cores, Adam), median to median and fastest "
+        "to fastest"
     )
-    columns = ("contender", "cores", "batch", "samples/s", "ms/step", "vs torch", "fastest", "vs torch", "first s")
-    for column in columns:
+    columns = ("contender", "cores", "batch", "samples/s", "ms/step", "vs torch", "fastest", "vs torch")
+    for column in (*columns, "compile s", "first s"):
         table.add_column(column, justify="left" if column == "contender" else "right")
     for batch_size in args.batch_sizes:
         at_batch = [r for r in rows if r["batch"] == batch_size]
-        torch_rows = [r for r in at_batch if r["contender"] == "PyTorch eager"]
+        torch_rows = [r for r in at_batch if r["contender"] in (TORCH, TORCH_FUSED)]
         torch_median = max((r["samples_per_s"] for r in torch_rows), default=None)
         torch_fastest = max((r["best_samples_per_s"] for r in torch_rows), default=None)
         for r in at_batch:
@@ -257,6 +311,7 @@ def main() -> None:
                 f"{speed / torch_median:.1f}x" if torch_median else "-",
                 f"{fastest:,.0f}",
                 f"{fastest / torch_fastest:.1f}x" if torch_fastest else "-",
+                "-" if r["compile"] is None else f"{r['compile']:.2f}",
                 f"{r['first']:.2f}",
             )
     console.print(table)
@@ -273,9 +328,14 @@ def main() -> None:
             f"{torch_best / r['seconds']:.1f}x" if torch_best else "-",
         )
     console.print(inference_table)
+    libraries = {"fpml": "fpml", **({} if args.no_torch else {"torch": "PyTorch"})}
+    peaks = {name: child(["--memory", library]) for library, name in libraries.items()}
     console.print(
-        "peak memory (max RSS of each child process): "
-        + ", ".join(f"{c} core(s): {mb:,.0f} MB" for c, mb in peaks.items())
+        "peak memory, one process per library on all cores (max RSS: data, one epoch at batch 100, inference on "
+        "every row): "
+        + ", ".join(
+            f"{n} {m['peak_mb']:,.0f} MB ({m['loaded_mb']:,.0f} MB with the data loaded)" for n, m in peaks.items()
+        )
     )
 
 
