@@ -69,50 +69,70 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
 
 
 def _detection_failure(err: Exception) -> str:
-    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
     if isinstance(err, KeyError):
         reason = f"{reason} is not set"
+    if not isinstance(err, ValueError):
+        return f"could not read this cluster's settings ({reason}); see docs/scaling.md"
     if os.environ.get("KUBERNETES_SERVICE_HOST") and importlib.util.find_spec("kubernetes") is None:
         return (
             "runs in Kubernetes but the kubernetes package JAX reads the cluster with is not installed: "
             "pip install -e '.[k8s]'"
         )
-    if isinstance(err, ValueError):
-        return (
-            f"found no cluster environment (Slurm, Open MPI 4 or Kubernetes) to read the coordinator, process "
-            f'count and id from ({reason}); give :coordinator "HOST:PORT" with :num-processes and :process-id '
-            "instead"
-        )
-    return f"could not read this cluster's settings ({reason}); see docs/scaling.md"
+    return (
+        f"found no cluster environment (Slurm, Open MPI 4 or Kubernetes) to read the coordinator, process "
+        f'count and id from ({reason}); give :coordinator "HOST:PORT" with :num-processes and :process-id instead'
+    )
+
+
+def _reason(err: OSError) -> str:
+    if isinstance(err, socket.gaierror) or not err.errno:
+        return err.strerror or str(err)
+    return os.strerror(err.errno)
 
 
 def check_coordinator(coordinator: str, process_id: int, timeout_s: float = JOIN_TIMEOUT_S) -> None:
-    """Fail with a clear error where ``jax.distributed`` would end the process with a crash: on process 0,
-    when the coordinator's port is taken on this host; on the others, when the coordinator does not accept
-    connections within ``timeout_s`` (process 0 not started, a wrong address, a firewall).
+    """Fail with a clear error where ``jax.distributed`` would end the process with a crash (or a 300 s wait
+    and then a crash).
+
+    Process 0 runs the coordinator: its port must be free on this host (where ``JAX_COORDINATOR_BIND_ADDRESS``
+    says, else on every address) and the coordinator's address must lead back to this host, since process 0
+    connects to it too. The other processes wait up to about ``timeout_s`` for the coordinator to accept
+    connections (process 0 not started, a wrong address, a firewall).
     """
     host, _, port = coordinator.rpartition(":")
+    address = (host.strip("[]"), int(port))
     if process_id == 0:
-        try:  # what JAX's coordinator binds: every address of this host, on ``port``
-            dual = socket.has_dualstack_ipv6()
-            family = socket.AF_INET6 if dual else socket.AF_INET
-            socket.create_server(("", int(port)), family=family, dualstack_ipv6=dual).close()
+        bind = os.environ.get("JAX_COORDINATOR_BIND_ADDRESS")
+        bind_host, _, bind_port = bind.rpartition(":") if bind else ("", ":", port)
+        try:
+            dual = not bind_host and socket.has_dualstack_ipv6()
+            family = socket.AF_INET6 if dual or ":" in bind_host else socket.AF_INET
+            server = socket.create_server((bind_host.strip("[]"), int(bind_port)), family=family, dualstack_ipv6=dual)
         except OSError as err:
             raise ConfigError(
-                f"process 0 cannot open the coordinator's port {port} on this host ({err.strerror}): "
+                f"process 0 cannot open the coordinator's port {bind_port} on this host ({_reason(err)}): "
                 "choose a free port in :coordinator"
             ) from None
+        with server:
+            try:
+                socket.create_connection(address, timeout=5).close()
+            except OSError as err:
+                raise ConfigError(
+                    f"the coordinator address {coordinator} does not lead to process 0's host ({_reason(err)}): "
+                    "give process 0's host name or address in :coordinator"
+                ) from None
         return
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+            socket.create_connection(address, timeout=2).close()
             return
         except OSError as err:
             if time.monotonic() >= deadline:
                 raise ConfigError(
                     f"process {process_id} could not reach the coordinator {coordinator} in {timeout_s:g} s "
-                    f"({err.strerror or err}): is process 0 running there, and can this host reach that address?"
+                    f"({_reason(err)}): is process 0 running there, and can this host reach that address?"
                 ) from None
             time.sleep(0.5)
 

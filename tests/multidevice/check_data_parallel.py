@@ -48,13 +48,16 @@ def main() -> None:
     chunked = train.chunked_epoch(net, loss, opt, epoch_size=1_600, batch_size=80, steps_per_call=5, mesh=mesh)
     state, st = train.replicate((train.init_state(net, opt, jax.random.key(1)), s), mesh)
     x, y = np.asarray(train_part.x), np.asarray(train_part.y)
-    compiles = []  # XLA compilations after the first chunked epoch: none, the chunk and the indices are reused
+    compiles, epoch_now = [], [0]  # (epoch, program) of each XLA compilation of the chunked epoch
+
+    def on_event(event, _seconds, fun_name="", **_):
+        if event == COMPILE_EVENT:
+            compiles.append((epoch_now[0], fun_name))
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
     for e in range(3):
+        epoch_now[0] = e
         state, _ = chunked(state, x, y, st, jax.random.key(2), jax.numpy.int32(e))
-        if e == 0:
-            jax.monitoring.register_event_duration_secs_listener(
-                lambda event, _, **__: compiles.append(event) if event == COMPILE_EVENT else None
-            )
     results["8 chunked"] = jax.device_get(state.params)
     try:
         train.make_epoch(net, loss, opt, epoch_size=1_680, batch_size=84, mesh=train.data_mesh(8))
@@ -76,7 +79,8 @@ def main() -> None:
                 "chunked_max_diff": chunked_diff,
                 "scale": scale,
                 "caches": caches,
-                "chunked_recompiles": len(compiles),
+                "chunked_compiles": [name for _, name in compiles],
+                "chunked_compiles_after_epoch_0": [name for e, name in compiles if e > 0],
                 "devices": jax.device_count(),
                 "batch_error": batch_error,
             }
