@@ -31,7 +31,9 @@ def _start(cfg) -> None:
 
     process = 0
     if cfg["coordinator"] is not None:
-        process = distributed.initialize(cfg["coordinator"], cfg["num-processes"], cfg["process-id"])
+        process = distributed.initialize(
+            cfg["coordinator"], cfg["num-processes"], cfg["process-id"], timeout_s=cfg["join-timeout"]
+        )
     runtime.select_platform(cfg["platform"])
     runtime.use_compilation_cache(cfg["compile-cache"])
     if cfg["platform"] != "gpu":

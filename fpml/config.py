@@ -267,6 +267,12 @@ SETTINGS: Mapping[str, Setting] = {
         None,
         'this process\'s index 0..N-1, with a "HOST:PORT" :coordinator (usually given on the command line)',
     ),
+    "join-timeout": Setting(
+        layers.is_positive,
+        300,
+        "seconds the processes of a multi-process run wait to reach the coordinator and each other, then stop "
+        "with one clear error (jax.distributed's own default is 300)",
+    ),
     "run-dir": Setting(_is_string, "runs", "folder under which each run gets its own folder"),
 }
 

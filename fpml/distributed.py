@@ -13,9 +13,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import jax
@@ -31,11 +34,19 @@ from fpml.errors import CheckpointError, ConfigError, DataError, FpmlError
 T = TypeVar("T")
 
 
-#: Seconds a process waits to reach the coordinator, as ``jax.distributed.initialize``'s own default.
+#: Seconds a process waits to reach the coordinator and the others, as ``jax.distributed.initialize``'s default.
 JOIN_TIMEOUT_S = 300
+#: JAX's own timeout is set this much later than fpml's, so that fpml's clear error comes first.
+JAX_TIMEOUT_MARGIN_S = 30
 
 
-def initialize(coordinator: str, num_processes: int | None = None, process_id: int | None = None) -> int:
+def initialize(
+    coordinator: str,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout_s: float = JOIN_TIMEOUT_S,
+) -> int:
     """Join a group of processes coordinated at ``HOST:PORT`` (CPU collectives: gloo).
 
     ``coordinator="auto"`` leaves the address, process count and id to ``jax.distributed.initialize``'s
@@ -45,7 +56,10 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
     package installed). Under Slurm and Open MPI JAX then gives each process one GPU, the one of its rank on
     the host (``JAX_LOCAL_DEVICE_IDS`` overrides it). Returns this process's id (known before the backend
     starts). The start-up failures ``jax.distributed`` would crash on (process 0's port taken, a coordinator
-    not reachable) are checked first (:func:`check_coordinator`).
+    not reachable) are checked first (:func:`check_coordinator`). When the processes have not all joined
+    within ``timeout_s`` (a wrong process count, a process that did not start), this process ends with one
+    line on stderr and exit status 2, before JAX's runtime would abort it with a C++ trace, which Python
+    cannot catch.
     """
     if coordinator != "auto" and (num_processes is None or process_id is None or not 0 <= process_id < num_processes):
         raise ConfigError(
@@ -55,17 +69,42 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("distributed.initialize must run before JAX starts its backend")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax_timeout = int(timeout_s) + JAX_TIMEOUT_MARGIN_S
     if coordinator != "auto":
-        check_coordinator(coordinator, process_id)
-        jax.distributed.initialize(coordinator, num_processes, process_id)
+        check_coordinator(coordinator, process_id, timeout_s)
+        with _stop_after(timeout_s, f"process {process_id} of {num_processes}", coordinator):
+            jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=jax_timeout)
         return process_id
     try:
-        with warnings.catch_warnings():  # JAX's warning on a missing kubernetes package: said in the error below
+        with warnings.catch_warnings(), _stop_after(timeout_s, "this process", "found by :coordinator :auto"):
             warnings.filterwarnings("ignore", "Kubernetes environment detected", UserWarning)
-            jax.distributed.initialize()
+            jax.distributed.initialize(initialization_timeout=jax_timeout)
     except Exception as err:  # noqa: BLE001 -- no cluster found, or one JAX cannot read: one line, not a trace
         raise ConfigError(f":coordinator :auto {_detection_failure(err)}") from None
     return jax_distributed.global_state.process_id  # jax.process_index() would start the backend
+
+
+@contextmanager
+def _stop_after(timeout_s: float, who: str, coordinator: str) -> Iterator[None]:
+    """End the process with one clear line (exit status 2) if the block is still running after ``timeout_s``:
+    JAX's join blocks in C++, where no Python exception can reach it."""
+
+    def stop() -> None:
+        sys.stderr.write(
+            f"fpml: error: {who} waited {timeout_s:g} s (:join-timeout) for the processes to join at the "
+            f"coordinator {coordinator}: check that every process started, with the same :coordinator and "
+            ":num-processes\n"
+        )
+        sys.stderr.flush()
+        os._exit(2)
+
+    timer = threading.Timer(timeout_s, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _detection_failure(err: Exception) -> str:

@@ -326,9 +326,10 @@ def resume(
 
 #: Config keys that say where a run executes rather than what it trains: a resume may set them.
 PLACEMENT_KEYS = ("coordinator", "num-processes", "process-id")
-#: Keys a resume may set without changing the batches: the backend, the devices and the CPU cores
-#: (results then equal the straight run's to float tolerance, as data parallelism does, not bit for bit).
-HARDWARE_KEYS = ("platform", "devices", "cpu-cores")
+#: Keys a resume may set without changing the batches: the backend, the devices, the CPU cores and how long
+#: processes wait to join (results then equal the straight run's to float tolerance, as data parallelism
+#: does, not bit for bit).
+HARDWARE_KEYS = ("platform", "devices", "cpu-cores", "join-timeout")
 
 
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping:

@@ -229,6 +229,14 @@ def test_process_0_with_its_port_taken_is_one_clean_line():
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+def test_processes_that_do_not_all_join_stop_with_one_line_after_the_join_timeout():
+    argv = ["join-timeout=2", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "0"]
+    out = _fpml_train(argv)  # process 1 never starts
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("fpml: error: process 0 of 2 waited 2 s (:join-timeout) for the processes to join")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
 def test_process_0_checks_that_the_coordinator_address_leads_to_its_host():
     with pytest.raises(ConfigError, match=r"address no-such-host\.invalid:\d+ does not lead to process 0's host"):
         distributed.check_coordinator(f"no-such-host.invalid:{free_port()}", 0)
