@@ -26,6 +26,8 @@ CONFIG_DIR = Path("configs")
 
 #: The data sources that are not a CSV path (``:data synthetic`` on the command line means one too).
 DATA_SOURCES = ("kaggle", "synthetic")
+#: The longest :join-timeout, in seconds (a week; JAX takes the timeout as a 32-bit integer).
+MAX_JOIN_TIMEOUT = 7 * 24 * 3600
 
 
 def _is_data_source(value: Any) -> str | None:
@@ -268,7 +270,7 @@ SETTINGS: Mapping[str, Setting] = {
         'this process\'s index 0..N-1, with a "HOST:PORT" :coordinator (usually given on the command line)',
     ),
     "join-timeout": Setting(
-        layers.is_positive,
+        lambda v: layers.is_positive(v) or (None if v <= MAX_JOIN_TIMEOUT else f"must be at most {MAX_JOIN_TIMEOUT}"),
         300,
         "seconds the processes of a multi-process run wait to reach the coordinator and each other, then stop "
         "with one clear error (jax.distributed's own default is 300)",

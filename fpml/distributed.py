@@ -71,12 +71,24 @@ def initialize(
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax_timeout = int(timeout_s) + JAX_TIMEOUT_MARGIN_S
     if coordinator != "auto":
+        deadline = time.monotonic() + timeout_s
         check_coordinator(coordinator, process_id, timeout_s)
-        with _stop_after(timeout_s, f"process {process_id} of {num_processes}", coordinator):
+        stop = _stop_after(
+            deadline - time.monotonic(),
+            f"process {process_id} of {num_processes} waited {timeout_s:g} s (:join-timeout) for the processes to "
+            f"join at the coordinator {coordinator}: check that every process started, with the same "
+            ":coordinator and :num-processes",
+        )
+        with stop:
             jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=jax_timeout)
         return process_id
+    stop = _stop_after(
+        timeout_s,
+        f"this process waited {timeout_s:g} s (:join-timeout) for the processes of the job to join at the "
+        "coordinator :coordinator :auto found: check that every task of the job started",
+    )
     try:
-        with warnings.catch_warnings(), _stop_after(timeout_s, "this process", "found by :coordinator :auto"):
+        with warnings.catch_warnings(), stop:
             warnings.filterwarnings("ignore", "Kubernetes environment detected", UserWarning)
             jax.distributed.initialize(initialization_timeout=jax_timeout)
     except Exception as err:  # noqa: BLE001 -- no cluster found, or one JAX cannot read: one line, not a trace
@@ -85,20 +97,16 @@ def initialize(
 
 
 @contextmanager
-def _stop_after(timeout_s: float, who: str, coordinator: str) -> Iterator[None]:
-    """End the process with one clear line (exit status 2) if the block is still running after ``timeout_s``:
-    JAX's join blocks in C++, where no Python exception can reach it."""
+def _stop_after(timeout_s: float, message: str) -> Iterator[None]:
+    """End the process with ``message`` on one line (exit status 2) if the block is still running after
+    ``timeout_s``: JAX's join blocks in C++, where no Python exception can reach it."""
 
     def stop() -> None:
-        sys.stderr.write(
-            f"fpml: error: {who} waited {timeout_s:g} s (:join-timeout) for the processes to join at the "
-            f"coordinator {coordinator}: check that every process started, with the same :coordinator and "
-            ":num-processes\n"
-        )
+        sys.stderr.write(f"fpml: error: {message}\n")
         sys.stderr.flush()
         os._exit(2)
 
-    timer = threading.Timer(timeout_s, stop)
+    timer = threading.Timer(max(timeout_s, 0.0), stop)
     timer.daemon = True
     timer.start()
     try:

@@ -334,7 +334,7 @@ HARDWARE_KEYS = ("platform", "devices", "cpu-cores", "join-timeout")
 
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping:
     """The config to resume ``run_dir`` with: its own, plus ``epoch-count``, the hardware (``platform``, from
-    ``--device``; ``devices``; ``cpu-cores``) and the process placement.
+    ``--device``; ``devices``; ``cpu-cores``; ``join-timeout``) and the process placement.
 
     A run started on several processes resumes on several (each with its ``process-id``), one started on
     one process on one: the data shards and streams depend on it.

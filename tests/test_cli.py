@@ -102,6 +102,7 @@ def test_describe_prints_the_layer_table(fpml):
         (["train", "fraud", "network.1.size=0"], ":size must be a positive integer, got 0"),
         (["train", "fraud", "data=/no/such/file.csv"], "/no/such/file.csv does not exist"),
         (["train", "fraud", "join-timeout=0"], ":join-timeout must be a number > 0, got 0"),
+        (["train", "fraud", "join-timeout=1e10"], ":join-timeout must be at most 604800"),
     ],
 )
 def test_bad_input_is_one_clean_line(args, needle, tmp_path, fpml):
