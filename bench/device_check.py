@@ -29,36 +29,28 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speed import NET, fpml_contender, fraud_data  # noqa: E402
+from train_speed import EPOCH_SIZE, NET, fpml_contender, fpml_predictor, fraud_data, timings  # noqa: E402
 
 from fpml import edn, losses, network, optim, train  # noqa: E402
-from fpml.data import stream, transforms  # noqa: E402
+from fpml.data import stream  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def throughput(data, batch_size: int, rounds: int) -> dict:
     run_epoch, compile_s, _ = fpml_contender(data, batch_size)
-    seconds = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run_epoch()
-        seconds.append(time.perf_counter() - started)
-    size = 200_000
-    return {"median": size / statistics.median(seconds), "fastest": size / min(seconds), "compile": compile_s}
+    seconds = timings(run_epoch, rounds)
+    return {
+        "median": EPOCH_SIZE / statistics.median(seconds),
+        "fastest": EPOCH_SIZE / min(seconds),
+        "compile": compile_s,
+    }
 
 
 def inference_ms(data) -> float:
-    net = network.build(NET)
-    params, x = net.init(jax.random.key(0)), jax.device_put(data.x)
-    predict = jax.jit(net.apply)
-    predict(params, x).block_until_ready()
-    calls = []
-    for _ in range(10):
-        started = time.perf_counter()
-        predict(params, x).block_until_ready()
-        calls.append(time.perf_counter() - started)
-    return 1000 * statistics.median(calls)
+    predict = fpml_predictor(data)
+    predict()  # compile
+    return 1000 * statistics.median(timings(predict, 10))
 
 
 def trained_on(device: jax.Device | None, data, precision: str, devices: int = 1) -> list[np.ndarray]:
@@ -106,8 +98,7 @@ def main() -> None:
     print(f"- backend {backend}: {', '.join(str(d) for d in jax.devices())}")
     if not accelerated:
         print("- no accelerator: every figure below is the CPU's")
-    data = fraud_data()
-    train_part, _ = transforms.split(jax.random.key(1), 50_000, data)
+    data, train_part = fraud_data()
     print("- data: fpml's synthetic fraud data (seed 0), 234,807 training rows; epochs of 200,000 samples\n")
     print("| batch | samples/s (median) | fastest | compile s |\n| ---: | ---: | ---: | ---: |")
     for batch_size in (100, 1000):

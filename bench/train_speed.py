@@ -148,13 +148,28 @@ def sklearn_contender(data, batch_size):
     return run_epoch, None, time.perf_counter() - started
 
 
-def inference(args, full) -> list[dict]:
-    """Predictions for every row of the data set: fpml's jitted apply vs PyTorch's no_grad forward."""
+def fpml_predictor(full):
+    """``predict()``: fpml's jitted apply of the network on every row of ``full`` (on the device)."""
     net = network.build(NET)
     params = net.init(jax.random.key(0))
     predict = jax.jit(net.apply)
     x = jax.device_put(full.x)
-    contenders = {"fpml (jit apply)": lambda: predict(params, x).block_until_ready()}
+    return lambda: predict(params, x).block_until_ready()
+
+
+def timings(run, count: int) -> list[float]:
+    """Seconds of each of ``count`` calls of ``run`` (warm it up first)."""
+    seconds = []
+    for _ in range(count):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def inference(args, full) -> list[dict]:
+    """Predictions for every row of the data set: fpml's jitted apply vs PyTorch's no_grad forward."""
+    contenders = {"fpml (jit apply)": fpml_predictor(full)}
     if not args.no_torch:
         import torch
 
@@ -183,8 +198,7 @@ def inference(args, full) -> list[dict]:
 
 def measure(args) -> dict:
     """Child process: time every contender at every batch size, interleaved."""
-    data = fraud_data()
-    train_part, _ = transforms.split(jax.random.key(1), 50_000, data)
+    data, train_part = fraud_data()
     rows = []
     for batch_size in args.batch_sizes:
         contenders = {
@@ -218,8 +232,10 @@ def measure(args) -> dict:
 
 
 def fraud_data():
+    """fpml's synthetic fraud data (seed 0) and its training part (all but a 50,000-row test split)."""
     frame = synthetic.generate(seed=0)
-    return toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
+    data = toolz.pipe(frame, transforms.drop_columns(["Time"]), transforms.to_dataset("Class"))
+    return data, transforms.split(jax.random.key(1), 50_000, data)[0]
 
 
 def resident_mb() -> float:
@@ -229,8 +245,7 @@ def resident_mb() -> float:
 
 def memory(library: str) -> dict:
     """Child process: peak memory of one library training one epoch at batch 100 and predicting every row."""
-    data = fraud_data()
-    train_part, _ = transforms.split(jax.random.key(1), 50_000, data)
+    data, train_part = fraud_data()
     if library == "torch":
         import torch
     loaded = resident_mb()

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from pyrsistent import PMap, PVector, pmap
 
-from fpml import edn, layers, losses, network, optim
+from fpml import distributed, edn, layers, losses, network, optim
 from fpml.edn import Keyword
 from fpml.errors import ConfigError, did_you_mean, nearest_divisor, one_of
 
@@ -26,8 +26,6 @@ CONFIG_DIR = Path("configs")
 
 #: The data sources that are not a CSV path (``:data synthetic`` on the command line means one too).
 DATA_SOURCES = ("kaggle", "synthetic")
-#: The longest :join-timeout, in seconds (a week; JAX takes the timeout as a 32-bit integer).
-MAX_JOIN_TIMEOUT = 7 * 24 * 3600
 
 
 def _is_data_source(value: Any) -> str | None:
@@ -270,8 +268,11 @@ SETTINGS: Mapping[str, Setting] = {
         'this process\'s index 0..N-1, with a "HOST:PORT" :coordinator (usually given on the command line)',
     ),
     "join-timeout": Setting(
-        lambda v: layers.is_positive(v) or (None if v <= MAX_JOIN_TIMEOUT else f"must be at most {MAX_JOIN_TIMEOUT}"),
-        300,
+        lambda v: (
+            layers.is_positive(v)
+            or (None if v <= distributed.MAX_JOIN_TIMEOUT_S else f"must be at most {distributed.MAX_JOIN_TIMEOUT_S}")
+        ),
+        distributed.JOIN_TIMEOUT_S,
         "seconds the processes of a multi-process run wait to reach the coordinator and each other, then stop "
         "with one clear error (jax.distributed's own default is 300)",
     ),

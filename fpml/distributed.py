@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 #: Seconds a process waits to reach the coordinator and the others, as ``jax.distributed.initialize``'s default.
 JOIN_TIMEOUT_S = 300
+#: The longest wait (a week; JAX takes its timeout as a 32-bit integer).
+MAX_JOIN_TIMEOUT_S = 7 * 24 * 3600
 #: JAX's own timeout is set this much later than fpml's, so that fpml's clear error comes first.
 JAX_TIMEOUT_MARGIN_S = 30
 
