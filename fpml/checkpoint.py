@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ class Checkpoint(NamedTuple):
     epoch: int
     metrics: Mapping[str, Any]
     config: Any
+    opt_state_structure: str | None = None
 
     def __repr__(self) -> str:
         count = sum(int(np.size(v)) for p in self.params.values() for v in p.values())
@@ -76,8 +78,9 @@ def save(
         for name, value in leaves.items():
             arrays[f"params/{layer_id}/{name}"] = np.asarray(value)
     if opt_state is not None:
-        for i, leaf in enumerate(jax.tree.leaves(jax.device_get(opt_state))):
-            arrays[f"opt_state/{i:05d}"] = np.asarray(leaf)
+        arrays["opt_state_structure"] = np.array(str(jax.tree.structure(opt_state)))
+        for i, leaf in enumerate(jax.tree.leaves(opt_state)):
+            arrays[f"opt_state/{i:05d}"] = np.asarray(jax.device_get(_key_data(leaf)))
     with atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
     return Path(path)
@@ -98,18 +101,30 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(
             f"checkpoint {path} has format version {version}; this fpml reads version {FORMAT_VERSION}"
         )
+    missing = [k for k in ("description", "config", "metrics", "epoch") if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is damaged: it lacks {', '.join(missing)}")
     params: dict[str, dict[str, np.ndarray]] = {}
     for key, value in data.items():
         if key.startswith("params/"):
             layer_id, name = key.removeprefix("params/").rsplit("/", 1)  # an id may hold "/" (:enc/out)
             params.setdefault(layer_id, {})[name] = value
     leaves = [data[k] for k in sorted(k for k in data if k.startswith("opt_state/"))]
+    structure = str(data["opt_state_structure"]) if "opt_state_structure" in data else None
     try:
         description = edn.loads(str(data["description"]), f"{path} description")
         config = edn.loads(str(data["config"]), f"{path} config") if str(data["config"]) else None
     except ConfigError as err:
         raise CheckpointError(f"checkpoint {path}: {err}") from None
-    return Checkpoint(description, params, leaves or None, int(data["epoch"]), json.loads(str(data["metrics"])), config)
+    return Checkpoint(
+        description,
+        params,
+        leaves or None,
+        int(data["epoch"]),
+        json.loads(str(data["metrics"])),
+        config,
+        structure,
+    )
 
 
 def check_params(ckpt: Checkpoint, net: network.Network, source: str = "checkpoint") -> Checkpoint:
@@ -125,12 +140,43 @@ def check_params(ckpt: Checkpoint, net: network.Network, source: str = "checkpoi
     return ckpt
 
 
-def restore_opt_state(leaves: Sequence[np.ndarray], template: Any) -> Any:
-    """Rebuild an optimizer state from saved leaves, using ``optimizer.init(params)`` as the template."""
-    structure = jax.tree.structure(template)
-    if structure.num_leaves != len(leaves):
+def _key_data(leaf: Any) -> Any:
+    """A PRNG key leaf (as optax's noisy SGD keeps) as its raw key data; any other leaf as it is."""
+    is_key = hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    return jax.random.key_data(leaf) if is_key else leaf
+
+
+def _state_types(structure: str) -> str:
+    """The optax state types named in a tree structure's text, for messages."""
+    return " + ".join(re.findall(r"\b([A-Z]\w*State)\b", structure)) or structure[:80]
+
+
+def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
+    """``ckpt``'s optimizer state, rebuilt on ``template`` (``optimizer.init(params)`` of the optimizer that
+    will continue it). A state saved by another optimizer, or for other parameter shapes, is a
+    :class:`CheckpointError`."""
+    structure, leaves = jax.tree.structure(template), ckpt.opt_state or []
+    if ckpt.opt_state_structure is not None and ckpt.opt_state_structure != str(structure):
+        saved, needed = _state_types(ckpt.opt_state_structure), _state_types(str(structure))
         raise CheckpointError(
-            f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs "
-            f"{structure.num_leaves}: was it saved with another optimizer?"
+            f"checkpoint optimizer state was saved by another optimizer ({saved}; this optimizer has {needed})"
+            if saved != needed
+            else f"checkpoint optimizer state was saved for other parameters than the network's ({saved})"
         )
-    return jax.tree.unflatten(structure, list(leaves))
+    wanted = jax.tree.leaves(template)
+    if len(wanted) != len(leaves):
+        raise CheckpointError(
+            f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs {len(wanted)}: "
+            "was it saved with another optimizer?"
+        )
+    restored = []
+    for i, (want, have) in enumerate(zip(wanted, leaves, strict=True)):
+        raw = _key_data(want)
+        shape, dtype = np.shape(raw), np.dtype(getattr(raw, "dtype", None) or np.asarray(raw).dtype)
+        if (shape, dtype) != (have.shape, have.dtype):
+            raise CheckpointError(
+                f"checkpoint optimizer state array {i} is {have.dtype}{list(have.shape)}, the optimizer needs "
+                f"{dtype}{list(shape)}"
+            )
+        restored.append(jax.random.wrap_key_data(have, impl=jax.random.key_impl(want)) if raw is not want else have)
+    return jax.tree.unflatten(structure, restored)

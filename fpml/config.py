@@ -320,7 +320,7 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
 
     net = blamed(lambda: network.build(cfg["network"]), "network")
     blamed(lambda: losses.resolve_loss(cfg["loss"], net), "loss", "network")
-    blamed(lambda: optim.optimizer(cfg["optimizer"]), "optimizer")
+    blamed(lambda: optim.optimizer(cfg["optimizer"], key=0), "optimizer")  # built to check it; key: not a device array
     if cfg["threshold"] == "tune" and cfg["validation-size"] is None:
         raise ConfigError(
             f"{where('threshold', 'validation-size')}: :threshold :tune needs a :validation-size to tune it on "

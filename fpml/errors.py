@@ -22,35 +22,48 @@ class CheckpointError(FpmlError):
     """A checkpoint cannot be read or does not fit the network it is loaded for."""
 
 
-class TrainingDiverged(FpmlError):
-    """The loss became NaN or infinite; training stopped at ``epoch``/``step``."""
+def _best_kept(best_epoch: int | None, run_dir: object | None) -> str:
+    """Where the best network so far is, for the messages of a stopped run."""
+    if best_epoch is None:
+        return "no epoch had finished, so no network was kept"
+    where = f" in {run_dir}/best.npz" if run_dir is not None else " in this error's .result"
+    return f"the best network so far (epoch {best_epoch + 1}) is kept{where}"
 
-    def __init__(self, epoch: int, step: int, loss: float, best_epoch: int | None = None, run_dir: object = None):
-        if best_epoch is None:
-            kept = "no epoch had finished, so no network was kept"
-        else:
-            kept = f"the best network so far (epoch {best_epoch + 1}) is kept" + (
-                f" in {run_dir}/best.npz" if run_dir is not None else ""
-            )
+
+class TrainingDiverged(FpmlError):
+    """The loss, the parameters or the network's test outputs became NaN or infinite; training stopped in
+    ``epoch`` (at ``step`` where one step is to blame). ``result`` is the run up to its last good epoch
+    (a :class:`fpml.train.TrainResult`: the best network and the state to continue from), or ``None``."""
+
+    def __init__(
+        self,
+        epoch: int,
+        what: str,
+        *,
+        step: int | None = None,
+        best_epoch: int | None = None,
+        run_dir: object | None = None,
+        result: object | None = None,
+    ):
+        at = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
         super().__init__(
-            f"loss became {loss} at epoch {epoch + 1}, step {step + 1}; training stopped ({kept}). "
+            f"{what} at {at}; training stopped ({_best_kept(best_epoch, run_dir)}). "
             "Lower the learning rate or add gradient clipping."
         )
-        self.epoch, self.step, self.loss, self.best_epoch, self.run_dir = epoch, step, loss, best_epoch, run_dir
+        self.epoch, self.step, self.best_epoch, self.run_dir, self.result = epoch, step, best_epoch, run_dir, result
 
 
 class TrainingInterrupted(FpmlError):
-    """Training was interrupted (Ctrl-C); everything saved up to the last finished epoch is intact."""
+    """Training was interrupted (Ctrl-C); everything saved up to the last finished epoch is intact, and
+    ``result`` is the run up to that epoch (a :class:`fpml.train.TrainResult`), or ``None``."""
 
-    def __init__(self, epoch: int, best_epoch: int | None, run_dir: object | None):
-        where = (
-            f"; the best network so far (epoch {best_epoch + 1}) is in {run_dir}/best.npz; continue with: "
-            f"fpml resume {run_dir}"
-            if run_dir is not None and best_epoch is not None
-            else ""
-        )
+    def __init__(self, epoch: int, best_epoch: int | None, run_dir: object | None, result: object | None = None):
+        if run_dir is not None and best_epoch is not None:
+            where = f"; {_best_kept(best_epoch, run_dir)}; continue with: fpml resume {run_dir}"
+        else:
+            where = f"; {_best_kept(best_epoch, run_dir)}" if best_epoch is not None else ""
         super().__init__(f"training interrupted during epoch {epoch + 1}{where}")
-        self.epoch, self.best_epoch, self.run_dir = epoch, best_epoch, run_dir
+        self.epoch, self.best_epoch, self.run_dir, self.result = epoch, best_epoch, run_dir, result
 
 
 def edit_distance(a: str, b: str) -> int:

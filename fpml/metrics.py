@@ -1,7 +1,8 @@
 """Classification metrics on host arrays, with defined values where a ratio would be 0/0.
 
 Precision is 0 when nothing is predicted positive, recall 0 when there are no positives, and F-beta 0
-when both are 0 -- so no NaN ever reaches model selection (scikit-learn's ``zero_division=0``).
+when both are 0 -- so no NaN ever reaches model selection (scikit-learn's ``zero_division=0``). AUROC is
+NaN when the labels hold one class only (no ranking to judge); NaN scores raise ``ValueError``.
 
 >>> import numpy as np
 >>> y = np.array([0, 0, 1, 1]); p = np.array([0.1, 0.8, 0.7, 0.95])
@@ -16,14 +17,22 @@ from typing import NamedTuple
 import numpy as np
 
 
-def label(positive_prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Predicted class: 1 where ``P(positive) >= threshold``, else 0.
-
-    Takes P(positive) per row, or a rows x 2 matrix of class probabilities (column 1 is used).
-    """
+def positive(positive_prob: np.ndarray) -> np.ndarray:
+    """P(positive) per row, from a vector of it, a rows x 1 matrix of it, or a rows x 2 matrix of class
+    probabilities (column 1); any other shape is a ``ValueError``."""
     p = np.asarray(positive_prob)
-    p = p[:, 1] if p.ndim == 2 else p
-    return (p >= threshold).astype(np.int64)
+    if p.ndim == 2 and p.shape[1] in (1, 2):
+        return p[:, -1]
+    if p.ndim != 1:
+        raise ValueError(
+            f"expected P(positive) per row or a rows x 2 matrix of class probabilities, got shape {p.shape}"
+        )
+    return p
+
+
+def label(positive_prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Predicted class: 1 where ``P(positive) >= threshold``, else 0 (``positive_prob`` as :func:`positive` takes)."""
+    return (positive(positive_prob) >= threshold).astype(np.int64)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -62,6 +71,8 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def _ranked(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cumulative true and false positives at each distinct score, highest score first."""
     y, s = np.asarray(y_true).astype(np.int64), np.asarray(scores, np.float64)
+    if np.isnan(s).any():
+        raise ValueError(f"scores hold {int(np.isnan(s).sum())} NaN values: they cannot be ranked")
     order = np.argsort(-s, kind="mergesort")
     y, s = y[order], s[order]
     last_of_each = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
@@ -86,15 +97,18 @@ def precision_recall_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.n
 
 
 def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (trapezoids), 0.5 ... 1 for useful scores."""
+    """Area under the ROC curve (trapezoids), 0.5 ... 1 for useful scores; NaN when ``y_true`` holds one class only."""
     fpr, tpr, _ = roc_curve(y_true, scores)
+    if not (fpr[-1] and tpr[-1]):
+        return float("nan")
     return float(np.trapezoid(tpr, fpr))
 
 
 def auprc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the precision-recall curve as average precision: sum over thresholds of dR * P."""
+    """Area under the precision-recall curve as average precision: sum over thresholds of dR * P (0 when
+    there are no positives)."""
     prec, rec, _ = precision_recall_curve(y_true, scores)
-    return float(-np.sum(np.diff(rec) * prec[:-1]))
+    return float(np.sum(-np.diff(rec) * prec[:-1])) + 0.0  # + 0.0: never -0.0
 
 
 def best_threshold(y_true: np.ndarray, positive_prob: np.ndarray, beta: float = 1.0) -> tuple[float, float]:
@@ -143,8 +157,7 @@ class Report(NamedTuple):
 
 def report(y_true: np.ndarray, positive_prob: np.ndarray, threshold: float = 0.5, beta: float = 1.0) -> Report:
     """All metrics at once: threshold ones at ``threshold``, ranking ones from the probabilities."""
-    p = np.asarray(positive_prob)
-    p = p[:, 1] if p.ndim == 2 else p
+    p = positive(positive_prob)
     pred = label(p, threshold)
     prec, rec = precision(y_true, pred), recall(y_true, pred)
     return Report(

@@ -236,6 +236,11 @@ def build(description: Sequence[Mapping]) -> Network:
     output_size = jax.eval_shape(lambda: _apply_fn(stages)(init(jax.random.key(0)), jnp.zeros((1, input_size)))).shape[
         -1
     ]
+    if head == "softmax" and output_size < 2:
+        raise ConfigError(
+            f"{_where(len(layers) - 1, layers[-1])}: a softmax over {output_size} output is always 1 and learns "
+            "nothing; give :size 2 or more, or use :logistic for one output"
+        )
     return Network(
         description=layers,
         init=init,

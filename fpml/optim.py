@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import optax
 
 from fpml.errors import ConfigError, did_you_mean, one_of
@@ -102,12 +103,13 @@ def schedule(spec: Mapping[str, Any]) -> optax.Schedule:
     return _call(SCHEDULES[name], args, f"optimizer :learning-rate schedule :{name}")
 
 
-def optimizer(spec: Mapping[str, Any]) -> optax.GradientTransformation:
+def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) -> optax.GradientTransformation:
     """An optax optimizer from ``{:name :adam :learning-rate 1e-3 ...}``.
 
     Every key but ``:name`` and ``:clip-global-norm`` is passed to the optax function (kebab-case to
     snake_case). ``:learning-rate`` may be a number or a schedule map and defaults to 1e-3.
-    ``:clip-global-norm N`` clips gradients to global norm N first.
+    ``:clip-global-norm N`` clips gradients to global norm N first. ``key`` seeds an optimizer that draws
+    noise (``:noisy-sgd``) unless the spec gives its own ``:key``; without either, optax's fixed default.
     """
     if not isinstance(spec, Mapping):
         raise ConfigError(f":optimizer must be a map like {{:name :adam :learning-rate 1e-3}}, got {spec!r}")
@@ -122,11 +124,14 @@ def optimizer(spec: Mapping[str, Any]) -> optax.GradientTransformation:
         rate = schedule(rate)
     elif isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
         raise ConfigError(f":optimizer :learning-rate must be a positive number or a schedule map, got {rate!r}")
-    for key, value in args.items():
-        if key != "learning-rate" and not (value is None or isinstance(value, bool | int | float)):
-            raise ConfigError(f":optimizer :{name}: :{key} must be a number or true/false, got {value!r}")
-    if "learning_rate" in inspect.signature(OPTIMIZERS[name]).parameters:
+    for arg, value in args.items():
+        if arg != "learning-rate" and not (value is None or isinstance(value, bool | int | float)):
+            raise ConfigError(f":optimizer :{name}: :{arg} must be a number or true/false, got {value!r}")
+    accepted = inspect.signature(OPTIMIZERS[name]).parameters
+    if "learning_rate" in accepted:
         args["learning-rate"] = rate
+    if key is not None and "key" in accepted and "key" not in args:
+        args["key"] = key
     transform = _call(OPTIMIZERS[name], args, f":optimizer :{name}")
     clip = spec.get("clip-global-norm")
     if clip is None:

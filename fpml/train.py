@@ -82,6 +82,9 @@ class TestResult(NamedTuple):
 
 
 #: ``test_fn(params, best_so_far) -> TestResult``; ``best_so_far`` is ``None`` after the first epoch.
+#: ``params`` are the epoch's own buffers, which the next epoch donates: copy them (``jax.device_get``)
+#: to keep them. A test function that finds the network's outputs non-finite raises ``FloatingPointError``,
+#: and training stops as when the loss diverges.
 TestFn = Callable[[Params, EpochRecord | None], TestResult]
 
 
@@ -345,15 +348,27 @@ def classification_test_fn(
     ``threshold=None`` tunes it: each epoch is scored at the threshold that maximises its F-beta on
     ``data`` (recorded in the metrics) -- pass validation data then, never the test set.
     """
+    if network.output_size > 2:
+        raise ConfigError(
+            f"classification_test_fn scores binary classifiers (P(positive) is the last output); the network "
+            f"has {network.output_size} outputs"
+        )
     predict, y_true = probabilities(network, data), data.labels
 
     def test_fn(params: Params, best: EpochRecord | None) -> TestResult:
         probs = predict(params)
+        bad = int(np.count_nonzero(~np.isfinite(probs)))
+        if bad:
+            raise FloatingPointError(f"the network's outputs on the test data became NaN or infinite ({bad} rows)")
         at = threshold if threshold is not None else metrics.best_threshold(y_true, probs, beta)[0]
         report = metrics.report(y_true, probs, at, beta)
         return TestResult(best is None or report.f_beta > best.metrics["f-beta"], report.as_dict())
 
     return test_fn
+
+
+def _all_finite(tree: Any) -> bool:
+    return all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(tree))
 
 
 def _first_bad_step(step_losses: np.ndarray) -> int | None:
@@ -392,9 +407,11 @@ def train_n(
 
     With ``run_dir``, the best checkpoint (``best.npz``), the latest one (``last.npz``) and the per-epoch
     log (``log.jsonl``: one JSON object per epoch) are written there atomically after every epoch.
-    ``on_epoch(record)`` is called after each epoch's files are written. A non-finite loss raises
-    :class:`TrainingDiverged` with the epoch and step; Ctrl-C raises :class:`TrainingInterrupted` once the
-    epoch's files and ``on_epoch`` are done; either way what was saved stays.
+    ``on_epoch(record)`` is called after each epoch's files are written. A non-finite loss, non-finite
+    parameters after an epoch, or non-finite test outputs raise :class:`TrainingDiverged` with the epoch
+    (and the step, for the loss); Ctrl-C raises :class:`TrainingInterrupted` once the epoch's files and
+    ``on_epoch`` are done. Either way what was saved stays, and the error's ``result`` is the run up to its
+    last finished epoch (``previous=err.result`` continues it).
     """
     sizes = {"epoch_size": epoch_size, "batch_size": batch_size, "mesh": mesh}
     if steps_per_call is None:
@@ -417,6 +434,17 @@ def train_n(
     run_dir = Path(run_dir) if run_dir is not None else None
     epoch = len(history)
 
+    last_state = previous.state if previous is not None else None  # after the last finished epoch
+
+    def so_far() -> TrainResult | None:
+        """The run up to its last finished epoch, for a stopped run's error (``previous=`` continues it)."""
+        return TrainResult(best_state.params, best, tuple(history), last_state) if best_state else None
+
+    def diverged(epoch: int, what: str, step: int | None = None) -> TrainingDiverged:
+        return TrainingDiverged(
+            epoch, what, step=step, best_epoch=best.epoch if best else None, run_dir=run_dir, result=so_far()
+        )
+
     def finish(record: EpochRecord, host_state: TrainState, new_best: TrainState | None) -> None:
         with uninterrupted():  # Ctrl-C waits for the epoch's files, and for those on_epoch writes
             if writer:
@@ -428,20 +456,26 @@ def train_n(
             started = time.perf_counter()
             state, step_losses = epoch_fn(state, x, y, stream, key, jnp.int32(epoch))
             step_losses = np.asarray(step_losses)
+            host_state = jax.device_get(state)  # the next epoch donates ``state``: this copy is what is kept
             bad = _first_bad_step(step_losses)
             if bad is not None:
-                raise TrainingDiverged(epoch, bad, float(step_losses[bad]), best.epoch if best else None, run_dir)
-            result = test_fn(jax.device_get(state.params) if jax.process_count() > 1 else state.params, best)
+                raise diverged(epoch, f"loss became {step_losses[bad]}", step=bad)
+            if not _all_finite(host_state.params):  # the last steps' updates, after their (finite) losses
+                raise diverged(epoch, "the parameters became NaN or infinite (every step's loss was finite)")
+            try:
+                result = test_fn(host_state.params if jax.process_count() > 1 else state.params, best)
+            except FloatingPointError as err:
+                raise diverged(epoch, str(err)) from None
             seconds = time.perf_counter() - started
             record = EpochRecord(epoch, float(step_losses.mean()), dict(result.metrics), seconds, bool(result.best))
             history.append(record)
-            host_state = jax.device_get(state)
+            last_state = host_state
             if record.best:
                 best, best_state = record, host_state
             # a failed write on process 0 stops every process, not only process 0
             distributed.agreed(finish, record, host_state, best_state if record.best else None)
     except KeyboardInterrupt:
-        raise TrainingInterrupted(epoch, best.epoch if best else None, run_dir) from None
+        raise TrainingInterrupted(epoch, best.epoch if best else None, run_dir, so_far()) from None
     return TrainResult(best_state.params if best_state else None, best, tuple(history), state)
 
 
@@ -506,5 +540,5 @@ def resume_from(run_dir: str | Path, network: Network, optimizer: optax.Gradient
             )
         best_params = best.params
     template = optimizer.init(jax.tree.map(jnp.asarray, last.params))
-    state = TrainState(jax.tree.map(jnp.asarray, last.params), checkpoint.restore_opt_state(last.opt_state, template))
+    state = TrainState(jax.tree.map(jnp.asarray, last.params), checkpoint.restore_opt_state(last, template))
     return TrainResult(best_params, best_record, history, state)

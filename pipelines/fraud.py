@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+import optax
 import pandas as pd
 import toolz
 from rich.console import Console
@@ -28,8 +29,13 @@ from fpml.data.dataset import Dataset, dataset
 from fpml.errors import CheckpointError, ConfigError, DataError
 from fpml.files import atomic_write, write_text
 
-INIT_KEY, TRAIN_KEY, AUGMENT_KEY = 2, 3, 4
+INIT_KEY, TRAIN_KEY, AUGMENT_KEY, OPTIMIZER_KEY = 2, 3, 4, 5
 VALIDATION_SPLIT = 1
+
+
+def build_optimizer(cfg: Mapping) -> optax.GradientTransformation:
+    """The config's optimizer; one that draws noise (``:noisy-sgd``) is keyed by the run's ``:seed``."""
+    return optim.optimizer(cfg["optimizer"], key=jax.random.fold_in(jax.random.key(int(cfg["seed"])), OPTIMIZER_KEY))
 
 
 class Prepared(NamedTuple):
@@ -308,7 +314,7 @@ def resume(
             + ("one process" if cfg["coordinator"] is None else "several processes (jax.distributed)")
             + f", and this is {jax.process_count()} process(es); resume it the way it was started"
         )
-    net, optimizer = network.build(cfg["network"]), optim.optimizer(cfg["optimizer"])
+    net, optimizer = network.build(cfg["network"]), build_optimizer(cfg)
     previous = distributed.agreed(train.resume_from, run_dir, net, optimizer)  # every process reads the folder
     if len(previous.history) >= cfg["epoch-count"]:
         raise ConfigError(
@@ -376,7 +382,7 @@ def _train(
     loss = losses.resolve_loss(cfg["loss"], net)
     if cfg["class-weights"] is not None:
         loss = losses.weighted(loss, cfg["class-weights"])
-    optimizer = optim.optimizer(cfg["optimizer"])
+    optimizer = build_optimizer(cfg)
     judge = data.validation if data.validation is not None else data.test
     tune = cfg["threshold"] == "tune"
     mesh = _mesh(cfg)

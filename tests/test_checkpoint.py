@@ -92,7 +92,7 @@ def test_opt_state_round_trip(tmp_path, net, params):
     path = checkpoint.save(tmp_path / "ckpt.npz", net.description, params, opt_state=state, epoch=1)
     ckpt = checkpoint.load(path)
     assert ckpt.opt_state is not None and len(ckpt.opt_state) == len(jax.tree.leaves(state))
-    restored = checkpoint.restore_opt_state(ckpt.opt_state, opt.init(ckpt.params))
+    restored = checkpoint.restore_opt_state(ckpt, opt.init(ckpt.params))
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     _leaves_identical(restored, state)
     # the restored state continues exactly like the original
@@ -107,7 +107,59 @@ def test_opt_state_from_another_optimizer_is_rejected(tmp_path, net, params):
     template = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9)).init(params)
     assert len(jax.tree.leaves(template)) != len(ckpt.opt_state)
     with pytest.raises(CheckpointError, match="optimizer"):
-        checkpoint.restore_opt_state(ckpt.opt_state, template)
+        checkpoint.restore_opt_state(ckpt, template)
+
+
+@pytest.mark.parametrize(
+    "saved_with, restored_with",
+    [
+        (optax.sgd(0.1, momentum=0.9), optax.rmsprop(0.1)),  # the same number of arrays: one per parameter
+        (optax.sgd(0.1, momentum=0.9), optax.adagrad(0.1)),
+        (optax.adam(0.1), optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1))),
+    ],
+)
+def test_opt_state_of_the_same_size_from_another_optimizer_is_rejected(
+    tmp_path, net, params, saved_with, restored_with
+):
+    state = saved_with.init(params)
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=state))
+    with pytest.raises(CheckpointError, match=r"saved by another optimizer \(\w+State.*; this optimizer has \w+State"):
+        checkpoint.restore_opt_state(ckpt, restored_with.init(params))
+
+
+def test_opt_state_for_other_parameters_is_rejected(tmp_path, net, params):
+    opt = optax.adam(0.1)
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=opt.init(params)))
+    with pytest.raises(CheckpointError, match=r"saved for other parameters than the network's \(ScaleByAdamState"):
+        checkpoint.restore_opt_state(ckpt, opt.init({"other": params["linear-1"]}))
+
+
+def test_opt_state_with_other_shapes_is_rejected_without_a_saved_structure(tmp_path, net, params):
+    """Checkpoints written before the structure was saved are still checked array by array."""
+    opt = optax.adam(0.1)
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=opt.init(params)))
+    other = jax.tree.map(lambda a: jnp.zeros((a.shape[0] + 1, *a.shape[1:])), params)
+    with pytest.raises(CheckpointError, match=r"array 1 is float32\[.*\], the optimizer needs float32\["):
+        checkpoint.restore_opt_state(ckpt._replace(opt_state_structure=None), opt.init(other))
+
+
+def test_opt_state_holding_a_prng_key_round_trips(tmp_path, net, params):
+    """optax's noisy SGD keeps a typed PRNG key in its state: saved as key data, restored as the same key."""
+    opt = optax.noisy_sgd(0.1, key=jax.random.key(7))
+    grads = jax.tree.map(jnp.ones_like, params)
+    _, state = opt.update(grads, opt.init(params), params)
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=state))
+    restored = checkpoint.restore_opt_state(ckpt, opt.init(ckpt.params))
+    u1, _ = opt.update(grads, state, params)
+    u2, _ = opt.update(grads, restored, ckpt.params)
+    _leaves_identical(u1, u2)  # the same noise: the key came back
+
+
+def test_a_file_lacking_entries_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "partial.npz"
+    np.savez(path, format=np.array(checkpoint.FORMAT_VERSION))
+    with pytest.raises(CheckpointError, match="damaged: it lacks description, config, metrics, epoch"):
+        checkpoint.load(path)
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])

@@ -391,3 +391,10 @@ def test_constructor_maps_are_plain_layer_maps():
     assert layers.linear_then("softmax", 3, id="out") == head
     assert layers.multiplicative_dropout() == edn.loads("{:type :multiplicative-dropout :variance 0.5}")
     assert isinstance(layers.linear(2)["type"], edn.Keyword)
+
+
+def test_a_softmax_over_one_output_is_refused():
+    """It is always 1: the loss and every gradient would be 0 and the network would never learn."""
+    with pytest.raises(ConfigError, match=r"network layer 2 \(softmax-1\): a softmax over 1 output .* :logistic"):
+        network.build([layers.input(5), layers.linear(1), layers.softmax()])
+    assert network.build([layers.input(5), layers.linear(1), layers.activation("logistic")]).output_size == 1

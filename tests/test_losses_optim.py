@@ -129,3 +129,21 @@ def test_optimizer_from_config_updates_like_optax(spec, reference):
 def test_bad_optimizer_configs_name_the_problem(spec, needle):
     with pytest.raises(ConfigError, match=needle):
         optim.optimizer(edn.loads(spec))
+
+
+def test_noisy_sgd_draws_its_noise_from_the_given_key():
+    """The run's key seeds optax's noise (not optax's fixed default); a :key in the spec wins."""
+    params, grads = {"w": jnp.zeros(4)}, {"w": jnp.ones(4)}
+
+    def first_update(spec, key=None):
+        opt = optim.optimizer(edn.loads(spec), key=key)
+        return np.asarray(opt.update(grads, opt.init(params), params)[0]["w"])
+
+    spec = "{:name :noisy-sgd :learning-rate 0.1 :eta 1.0}"
+    a, b = jax.random.key(1), jax.random.key(2)
+    reference = optax.noisy_sgd(0.1, eta=1.0, key=a)
+    expected = np.asarray(reference.update(grads, reference.init(params), params)[0]["w"])
+    np.testing.assert_array_equal(first_update(spec, a), expected)
+    assert not np.array_equal(first_update(spec, a), first_update(spec, b))
+    with_own = "{:name :noisy-sgd :learning-rate 0.1 :eta 1.0 :key 3}"
+    np.testing.assert_array_equal(first_update(with_own, a), first_update(with_own, b))

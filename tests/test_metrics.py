@@ -209,3 +209,34 @@ def test_ranking_extremes():
     assert metrics.auprc(y, perfect) == 1.0
     assert metrics.auroc(y, 1 - perfect) == 0.0
     assert metrics.auprc(y, 1 - perfect) == pytest.approx(skm.average_precision_score(y, 1 - perfect))
+
+
+def test_one_class_only_has_no_auroc_and_a_defined_auprc():
+    """AUROC is NaN with one class, as scikit-learn's (never a 0.0 that reads as an inverted ranker)."""
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns that both are undefined
+        assert np.isnan(skm.roc_auc_score(np.zeros(4), scores))
+        assert skm.average_precision_score(np.zeros(4), scores) == 0.0
+    assert np.isnan(metrics.auroc(np.zeros(4), scores)) and np.isnan(metrics.auroc(np.ones(4), scores))
+    no_positives = metrics.auprc(np.zeros(4), scores)
+    assert no_positives == 0.0 and np.copysign(1.0, no_positives) == 1.0  # not -0.0 in the logs
+    assert metrics.auprc(np.ones(4), scores) == 1.0
+
+
+def test_nan_scores_are_refused_as_scikit_learn_does():
+    y, scores = np.array([0, 1, 0, 1]), np.array([0.1, np.nan, 0.3, 0.9])
+    with pytest.raises(ValueError, match="NaN"):
+        skm.roc_auc_score(y, scores)
+    for fn in (metrics.auroc, metrics.auprc, metrics.best_threshold, metrics.roc_curve):
+        with pytest.raises(ValueError, match="scores hold 1 NaN values"):
+            fn(y, scores)
+
+
+def test_label_takes_a_column_of_p_positive_and_refuses_other_matrices():
+    positive = np.array([0.1, 0.95])
+    assert metrics.label(positive[:, None], 0.9).tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"got shape \(2, 3\)"):
+        metrics.label(np.ones((2, 3)) / 3)
+    with pytest.raises(ValueError, match=r"got shape \(2, 1, 1\)"):
+        metrics.report(np.array([0, 1]), positive[:, None, None])

@@ -3,7 +3,9 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from fpml import checkpoint, edn, losses, network, optim, train
@@ -19,16 +21,16 @@ def data(small_split):
     return small_split(seed=3, rows=4_000, frauds=80, test_rows=1_000)
 
 
-def run(data, epochs=3, opt="{:name :adam :learning-rate 0.01}", **kw):
+def run(data, epochs=3, opt="{:name :adam :learning-rate 0.01}", test_fn=None, **kw):
     train_part, test_part = data
     net = network.build(NET)
     return train.train_n(
         net,
-        optim.optimizer(edn.loads(opt)),
+        optim.optimizer(edn.loads(opt)) if isinstance(opt, str) else opt,
         losses.resolve_loss("auto", net),
         train_part,
         stream.class_balanced(train_part.labels),
-        train.classification_test_fn(net, test_part),
+        test_fn or train.classification_test_fn(net, test_part),
         key=jax.random.key(7),
         epoch_count=epochs,
         epoch_size=2_000,
@@ -124,9 +126,65 @@ def test_nan_loss_stops_with_epoch_and_step_keeping_the_best(data, tmp_path):
     with pytest.raises(TrainingDiverged) as err:
         run(data, epochs=3, opt=opt, run_dir=tmp_path)
     assert err.value.epoch == 1 and err.value.step > 5
-    assert "epoch 2" in str(err.value)  # messages count epochs from 1, as the progress lines do
+    assert str(err.value).startswith(f"loss became nan at epoch 2, step {err.value.step + 1};")  # counted from 1
+    assert err.value.result.best.epoch == 0
     assert f"the best network so far (epoch 1) is kept in {tmp_path}/best.npz" in str(err.value)
     assert checkpoint.load(tmp_path / "best.npz").epoch == 0
+
+
+def nan_update_at(step: int) -> optax.GradientTransformation:
+    """SGD whose update at ``step`` (counted over the whole run) is NaN; the loss of that step is still finite."""
+
+    def update(updates, count, params=None):
+        scale = jnp.where(count == step, jnp.nan, -0.01)
+        return jax.tree.map(lambda u: u * scale, updates), count + 1
+
+    return optax.GradientTransformation(lambda params: jnp.zeros([], jnp.int32), update)
+
+
+@pytest.mark.parametrize("with_run_dir", [True, False])
+def test_parameters_gone_nan_after_the_last_step_stop_training(data, tmp_path, with_run_dir):
+    """The last step of epoch 2 (step 80 of 40-step epochs) makes the parameters NaN after its finite loss:
+    training stops there, epoch 1 stays the best, saved and in the error's result."""
+    run_dir = tmp_path if with_run_dir else None
+    with pytest.raises(TrainingDiverged) as err:
+        run(data, epochs=3, opt=nan_update_at(79), run_dir=run_dir)
+    assert err.value.epoch == 1 and err.value.step is None
+    message = str(err.value)
+    assert message.startswith("the parameters became NaN or infinite (every step's loss was finite) at epoch 2;")
+    kept = f"in {tmp_path}/best.npz" if with_run_dir else "in this error's .result"
+    assert f"the best network so far (epoch 1) is kept {kept}" in message
+    result = err.value.result
+    assert result.best.epoch == 0 and len(result.history) == 1
+    one_epoch = run(data, epochs=1, opt=nan_update_at(79))
+    assert leaves_equal(result.params, one_epoch.params)
+    assert leaves_equal(result.state, one_epoch.state)  # the state to continue from (previous=err.result)
+    if with_run_dir:
+        saved = checkpoint.load(tmp_path / "best.npz")
+        assert saved.epoch == 0 and leaves_equal(saved.params, one_epoch.params)
+        assert json.loads((tmp_path / "log.jsonl").read_text())["epoch"] == 1  # one line: epoch 2 never logged
+
+
+def test_non_finite_test_outputs_stop_training(data):
+    """A test function that finds non-finite outputs raises FloatingPointError; train_n names the epoch."""
+    train_part, test_part = data
+    net = network.build(NET)
+    judge = train.classification_test_fn(net, test_part)
+    nan_params = jax.tree.map(lambda a: a * jnp.nan, net.init(jax.random.key(0)))
+    with pytest.raises(FloatingPointError, match=r"outputs on the test data became NaN or infinite \(1,?000 rows\)"):
+        judge(nan_params, None)
+
+    def judge_second_epoch_nan(params, best):
+        return judge(params if best is None else nan_params, best)
+
+    with pytest.raises(TrainingDiverged, match=r"^the network's outputs on the test data .* at epoch 2; .*\(epoch 1\)"):
+        run(data, test_fn=judge_second_epoch_nan)
+
+
+def test_a_binary_test_function_rejects_a_network_of_more_outputs(data):
+    net = network.build(edn.loads("[{:type :input :size 29} {:type :linear :size 3} {:type :softmax}]"))
+    with pytest.raises(ConfigError, match="scores binary classifiers .* the network has 3 outputs"):
+        train.classification_test_fn(net, data[1])
 
 
 def test_epoch_size_must_be_a_multiple_of_batch_size():
