@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +25,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
+    fd, tmp = _new_temp_file(path)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -36,8 +33,33 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # the rename itself survives a power loss
+
+
+def _new_temp_file(path: Path) -> tuple[int, Path]:
+    """A new, uniquely named file beside ``path``, created with the permissions ``open()`` would give it
+    (0666 less the umask; ``tempfile.mkstemp`` makes 0600, and reading the umask means setting it)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform that cannot open folders (Windows): nothing to sync
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename has happened
+    finally:
+        os.close(fd)
 
 
 def write_text(path: str | Path, text: str) -> Path:
