@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,7 +136,11 @@ def parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("run_dir", help="the run folder (runs/NAME-DATE-TIME)")
     resume.add_argument(
-        "overrides", nargs="*", metavar="epoch-count=N", help="train to N epochs in all (nothing else may change)"
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="epoch-count=N trains to N epochs in all; where it runs may change too (devices, cpu-cores, "
+        "join-timeout, and the flags below); nothing that changes what is trained",
     )
     for p in (train, resume):
         p.add_argument(
@@ -198,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fpml: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``fpml describe fraud | head -3``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141  # 128 + SIGPIPE, as a shell reports a process ended by a broken pipe
 
 
 if __name__ == "__main__":

@@ -65,10 +65,16 @@ AUGMENT_KEYS = {
 }
 
 
+def is_seed(value: Any) -> str | None:
+    """A seed is 32 bits: JAX keeps only the low 32 bits of a larger one (2^32 would give seed 0's key)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+    return None if ok else "must be an integer in 0..4294967295 (a 32-bit seed)"
+
+
 SYNTHETIC_KEYS = {
     "rows": layers.Key(layers.is_positive_int, 284_807),
     "frauds": layers.Key(layers.is_positive_int, 492),
-    "seed": layers.Key(layers.is_non_negative_int, 0),
+    "seed": layers.Key(is_seed, 0),
 }
 
 
@@ -145,7 +151,7 @@ REQUIRED = layers.REQUIRED
 SETTINGS: Mapping[str, Setting] = {
     "network": Setting(lambda v: None, REQUIRED, "vector of layer maps (see the layer catalogue)"),
     "seed": Setting(
-        layers.is_non_negative_int,
+        is_seed,
         0,
         "master seed: init, stream, augmentation and dropout keys derive from it (the split: :split-seed)",
     ),
@@ -163,7 +169,7 @@ SETTINGS: Mapping[str, Setting] = {
     "label": Setting(_is_string, "Class", "name of the 0/1 label column"),
     "drop-columns": Setting(_is_columns, edn.freeze(["Time"]), "columns removed before training"),
     "log1p-columns": Setting(_is_columns, edn.freeze([]), 'columns replaced by log(1 + x), e.g. ["Amount"]'),
-    "split-seed": Setting(layers.is_non_negative_int, 0, "seed of the stratified train/test (and validation) split"),
+    "split-seed": Setting(is_seed, 0, "seed of the stratified train/test (and validation) split"),
     "test-size": Setting(_is_test_size, 50_000, "rows (or a fraction) held out as the test set, stratified"),
     "validation-size": Setting(
         _is_optional_size,
@@ -296,8 +302,7 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
     for key in raw:
         if key not in SETTINGS:
             raise ConfigError(
-                f"{source}: unknown key :{key}{did_you_mean(key, SETTINGS)}; "
-                f"allowed: {one_of(':' + k for k in SETTINGS)}"
+                f"{source}: unknown key :{key}{_suggest_key(key)}; allowed: {one_of(':' + k for k in SETTINGS)}"
             )
     full = {}
     for key, setting in SETTINGS.items():
@@ -350,7 +355,18 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
             f"{where('chunk-rows', 'steps-per-call')}: :chunk-rows keeps the data in memory-mapped files on the host; "
             "feed training from there with :steps-per-call (e.g. 100)"
         )
+    for key, what in (("drop-columns", "dropped"), ("log1p-columns", "transformed")):
+        if cfg["label"] in cfg[key]:
+            raise ConfigError(
+                f"{where(key, 'label')}: :{key} names the label column {cfg['label']!r}, which cannot be {what}"
+            )
     _check_processes(cfg, where("coordinator", "num-processes", "process-id"))
+    several = cfg["coordinator"] == "auto" or (cfg["num-processes"] or 1) > 1
+    if several and cfg["steps-per-call"] is None:  # caught here, before a process waits for the others
+        raise ConfigError(
+            f"{where('coordinator', 'steps-per-call')}: a multi-process run (:coordinator) feeds each epoch from "
+            "every process's own rows in chunks: set :steps-per-call (e.g. 100)"
+        )
     return cfg.set("network", net.description)
 
 
@@ -378,6 +394,28 @@ def _check_stream(cfg: PMap, n_classes: int, source: str) -> None:
 def _multiple(value: int, step: int) -> int:
     """The multiple of ``step`` nearest ``value`` from below (``step`` itself when ``value`` is smaller)."""
     return max(step, value // step * step)
+
+
+#: What other libraries call some settings: suggested before the nearest spelling (``epochs`` is nearer
+#: to ``epoch-size`` than to ``epoch-count``, but means the count).
+KEY_ALIASES = {
+    "epochs": "epoch-count",
+    "num-epochs": "epoch-count",
+    "n-epochs": "epoch-count",
+    "max-epochs": "epoch-count",
+    "batch": "batch-size",
+    "lr": "optimizer.learning-rate",
+    "learning-rate": "optimizer.learning-rate",
+    "random-seed": "seed",
+    "model": "network",
+    "layers": "network",
+}
+
+
+def _suggest_key(key: str) -> str:
+    """A hint for an unknown top-level key: the setting it usually names elsewhere, else the nearest one."""
+    alias = KEY_ALIASES.get(str(key).replace("_", "-"))
+    return f" (did you mean '{alias}'?)" if alias else did_you_mean(key, SETTINGS)
 
 
 def _check_processes(cfg: PMap, source: str) -> None:
@@ -486,7 +524,7 @@ def override(raw: Any, overrides: Iterable[str]) -> Any:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. epoch-count=3")
         path = key.split(".")
         if path[0] not in SETTINGS:
-            raise ConfigError(f"override {item!r}: unknown key :{path[0]}{did_you_mean(path[0], SETTINGS)}")
+            raise ConfigError(f"override {item!r}: unknown key :{path[0]}{_suggest_key(path[0])}")
         base = raw if path[0] in raw or len(path) == 1 else raw.set(path[0], SETTINGS[path[0]].default)
         try:
             value = parse_value(text)

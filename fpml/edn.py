@@ -80,6 +80,15 @@ _OPENERS = {"MAP_START", "SET_START", "VECTOR_START", "LIST_START"}
 _CLOSERS = {"MAP_OR_SET_END", "VECTOR_END", "LIST_END"}
 
 
+def _key_identity(token_type: str, value: str) -> Any:
+    """What a key token reads as: :seed, seed and "seed" are one key, and so are 1 and 1.0."""
+    if token_type in ("KEYWORD", "SYMBOL", "STRING"):
+        return value.removeprefix(":") if token_type == "KEYWORD" else value
+    if token_type in ("INTEGER", "FLOAT"):
+        return float(value.rstrip("NM"))
+    return (token_type, value)
+
+
 def _duplicate_key(text: str) -> tuple[str, int] | None:
     """The first key written twice in one map of ``text`` (EDN forbids it; edn_format keeps the last), as
     ``(key as written, offset)``.
@@ -106,9 +115,10 @@ def _duplicate_key(text: str) -> tuple[str, int] | None:
         elif frames:
             is_map, count, keys, _ = frame = frames[-1]
             if is_map and count % 2 == 0 and token is not None:
-                key = (token.type, str(token.value))  # a keyword's str is :name
+                value = str(token.value)  # a keyword's str is :name
+                key = _key_identity(token.type, value)
                 if key in keys:
-                    return (f'"{key[1]}"' if token.type == "STRING" else key[1]), token.lexpos
+                    return (f'"{value}"' if token.type == "STRING" else value), token.lexpos
                 keys.add(key)
             frame[1] += 1
     return None
@@ -145,13 +155,18 @@ def loads(text: str, source: str = "<edn>") -> Any:
         raise ConfigError(f"{source}: EDN cannot be read: an unknown #tag (fpml reads plain data)") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as err:
         raise ConfigError(f"{source}: EDN cannot be read: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: EDN cannot be read: its maps and vectors are nested too deeply") from None
     if len(forms) != 1:
         raise ConfigError(f"{source}: expected one EDN form, found {len(forms)}")
     duplicate = _duplicate_key(text)
     if duplicate is not None:
         key, offset = duplicate
         raise ConfigError(f"{source}: the key {key} appears twice in one map, at {_position(text, offset)}")
-    return _freeze(forms[0], source)
+    try:
+        return _freeze(forms[0], source)
+    except RecursionError:
+        raise ConfigError(f"{source}: EDN cannot be read: its maps and vectors are nested too deeply") from None
 
 
 def _scalar(value: Any) -> str:

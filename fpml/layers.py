@@ -145,11 +145,6 @@ def is_rate(value: Any) -> str | None:
     return None if ok else "must be a number in [0, 1)"
 
 
-def is_non_negative_int(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return None if ok else "must be an integer >= 0"
-
-
 def is_non_negative(value: Any) -> str | None:
     ok = _finite(value) and value >= 0.0
     return None if ok else "must be a number >= 0"

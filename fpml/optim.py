@@ -16,6 +16,7 @@ import jax
 import optax
 
 from fpml.errors import ConfigError, did_you_mean, one_of
+from fpml.layers import is_number, is_positive
 
 #: The optax optimizers a config may name (kebab-case in EDN: ``:noisy-sgd``).
 OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]] = {
@@ -100,6 +101,9 @@ def schedule(spec: Mapping[str, Any]) -> optax.Schedule:
             f"allowed: {one_of(SCHEDULES)}"
         )
     args = {k: v for k, v in spec.items() if k != "schedule"}
+    for arg, value in args.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and is_number(value):
+            raise ConfigError(f"optimizer :learning-rate schedule :{name}: :{arg} must be finite, got {value!r}")
     return _call(SCHEDULES[name], args, f"optimizer :learning-rate schedule :{name}")
 
 
@@ -122,11 +126,11 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
     rate = args.get("learning-rate", DEFAULT_LEARNING_RATE)
     if isinstance(rate, Mapping):
         rate = schedule(rate)
-    elif isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+    elif is_positive(rate):
         raise ConfigError(f":optimizer :learning-rate must be a positive number or a schedule map, got {rate!r}")
     for arg, value in args.items():
-        if arg != "learning-rate" and not (value is None or isinstance(value, bool | int | float)):
-            raise ConfigError(f":optimizer :{name}: :{arg} must be a number or true/false, got {value!r}")
+        if arg != "learning-rate" and not (value is None or isinstance(value, bool) or not is_number(value)):
+            raise ConfigError(f":optimizer :{name}: :{arg} must be a finite number or true/false, got {value!r}")
     accepted = inspect.signature(OPTIMIZERS[name]).parameters
     if "learning_rate" in accepted:
         args["learning-rate"] = rate
@@ -136,6 +140,6 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
     clip = spec.get("clip-global-norm")
     if clip is None:
         return transform
-    if isinstance(clip, bool) or not isinstance(clip, int | float) or clip <= 0:
+    if is_positive(clip):
         raise ConfigError(f":optimizer :clip-global-norm must be a positive number, got {clip!r}")
     return optax.chain(optax.clip_by_global_norm(clip), transform)

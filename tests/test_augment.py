@@ -161,6 +161,33 @@ def test_fewer_than_two_positives_is_a_data_error(n_positive):
         transforms.augment_positives(jax.random.key(0), 0.5, 1.0, "euclidean-norm", data)
 
 
+def test_positives_all_alike_are_a_data_error_not_nan_features():
+    labels = np.r_[np.zeros(20, int), np.ones(4, int)]
+    x = np.random.default_rng(0).normal(size=(len(labels), 3))
+    x[labels == 1] = [1.0, 2.0, 3.0]  # four identical positives: every variance is 0
+    data = dataset(x, np.eye(2)[labels], ("a", "b", "c"))
+    with pytest.raises(DataError, match="the 4 positive rows are all alike"):
+        transforms.augment_positives(jax.random.key(0), 0.5, 1.0, "euclidean-norm", data)
+
+
+def test_a_scale_that_overflows_is_a_config_error(data):
+    with pytest.raises(ConfigError, match=r":augment :scale 1e\+308 makes the noise overflow"):
+        transforms.augment_positives(jax.random.key(0), 0.5, 1e308, "feature-count", data)
+
+
+def test_a_target_share_beyond_what_a_stream_indexes_is_refused_before_any_allocation(data):
+    with pytest.raises(
+        ConfigError, match=r"0\.9999999 of 3,000 negative rows means 29,999,997,016 positive rows, more than the 2\^31"
+    ):
+        transforms.plan_augmentation(0.9999999, 1.0, "euclidean-norm", 3000, transforms.moments(data.x[:10]))
+
+
+def test_augmentation_larger_than_memory_says_how_to_go_on(data, monkeypatch):
+    monkeypatch.setattr(transforms, "_physical_memory", lambda: 1_000)  # bytes: fewer than 100 rows of 5 floats
+    with pytest.raises(DataError, match=r"would add [\d,]+ rows .* lower :augment :target-share, or .*:chunk-rows"):
+        transforms.augment_positives(jax.random.key(0), 0.5, 1.0, "euclidean-norm", data)
+
+
 # ---------------------------------------------------------------------------------------- log1p_columns
 
 

@@ -152,3 +152,13 @@ def test_overrides_may_follow_options(tmp_path, fpml):
 
 def train_log(stdout: str) -> list[str]:
     return (Path(stdout.strip()).parent / "log.jsonl").read_text().splitlines()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """``fpml describe fraud | head -n 0``: no BrokenPipeError traceback, the shell's status for SIGPIPE."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "fpml", "describe", "fraud"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
+    child.stdout.close()  # long before the layer table is printed (the child is still importing)
+    assert child.wait(timeout=120) == 141
+    assert child.stderr.read() == b""

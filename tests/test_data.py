@@ -198,6 +198,15 @@ def test_to_dataset_one_hot(small_frame):
         transforms.to_dataset("Label", small_frame)
 
 
+@pytest.mark.parametrize("bad, shown", [(-0.5, "-0.5"), (2, "2"), (1.5, "1.5"), (np.nan, "nan"), ("yes", "yes")])
+def test_to_dataset_refuses_labels_that_are_not_classes(small_frame, bad, shown):
+    """Never truncated or wrapped into a class (-0.5 became class 0, -1 class 1): one error naming the row."""
+    frame = small_frame.astype({"Class": object})
+    frame.loc[7, "Class"] = bad
+    with pytest.raises(DataError, match=rf"^label column 'Class' holds {shown} at row 7 \(1 such rows\): .* 0\.\.1$"):
+        transforms.to_dataset("Class", frame)
+
+
 def _id_dataset(n_normal: int = 950, n_fraud: int = 50, seed: int = 0):
     """x[:, 0] is a unique row id; classes shuffled."""
     n = n_normal + n_fraud

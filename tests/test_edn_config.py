@@ -355,9 +355,29 @@ def test_network_loss_and_optimizer_errors_blame_the_override(config_dir, overri
     assert str(info.value).startswith(f"override {override!r}: {message}")
 
 
-def test_unknown_override_key_suggests(config_dir):
-    with pytest.raises(ConfigError, match=r"did you mean 'epoch-count'"):
-        config.load("fraud", ["epoch-cont=3"], config_dir=config_dir)
+@pytest.mark.parametrize(
+    "override, suggestion",
+    [
+        ("epoch-cont=3", "epoch-count"),  # the nearest spelling
+        ("epochs=3", "epoch-count"),  # what other libraries call it (nearer to epoch-size by spelling)
+        ("num_epochs=3", "epoch-count"),
+        ("lr=0.1", "optimizer.learning-rate"),
+    ],
+)
+def test_unknown_override_key_suggests(config_dir, override, suggestion):
+    with pytest.raises(ConfigError, match=rf"unknown key :\S+ \(did you mean '{suggestion}'\?\)"):
+        config.load("fraud", [override], config_dir=config_dir)
+
+
+def test_a_multi_process_run_needs_steps_per_call_before_any_process_waits(config_dir):
+    processes = ['coordinator="127.0.0.1:1234"', "num-processes=2", "process-id=0"]
+    with pytest.raises(ConfigError, match=r"^override 'coordinator=.*': a multi-process run .* set :steps-per-call"):
+        config.load("fraud", processes, config_dir=config_dir)
+    with pytest.raises(ConfigError, match="set :steps-per-call"):
+        config.load("fraud", ["coordinator=:auto"], config_dir=config_dir)
+    assert config.load("fraud", [*processes, "steps-per-call=100"], config_dir=config_dir)["steps-per-call"] == 100
+    one = ['coordinator="127.0.0.1:1234"', "num-processes=1", "process-id=0"]
+    assert config.load("fraud", one, config_dir=config_dir)["num-processes"] == 1  # one process: no chunks needed
 
 
 @pytest.mark.parametrize("path", ["path/to/x.csv", "data/creditcard.csv", "./x.csv", "/abs/file.csv"])

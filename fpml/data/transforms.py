@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import os
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -46,10 +47,17 @@ def drop_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
 
 @curry
 def to_dataset(label: str, frame: pd.DataFrame, n_classes: int = 2) -> Dataset:
-    """Features = every column but ``label``; labels one-hot encoded (class k -> e_k)."""
+    """Features = every column but ``label``; labels (integers 0..n_classes-1) one-hot encoded (class k -> e_k)."""
     if label not in frame.columns:
         raise DataError(f"label column {label!r} is not in the data; columns: {', '.join(map(str, frame.columns))}")
-    classes = frame[label].to_numpy(np.int64)
+    values = pd.to_numeric(frame[label], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isin(values, np.arange(n_classes)))
+    if bad.size:
+        raise DataError(
+            f"label column {label!r} holds {frame[label].iloc[bad[0]]!s} at row {frame.index[bad[0]]} ({bad.size} "
+            f"such rows): labels must be the classes 0..{n_classes - 1}"
+        )
+    classes = values.astype(np.int64)
     features = frame.drop(columns=[label])
     return dataset(
         features.to_numpy(np.float32), np.eye(n_classes, dtype=np.float32)[classes], tuple(map(str, features.columns))
@@ -206,6 +214,7 @@ def log1p_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
 
 SCALE_RULES = ("euclidean-norm", "feature-count")
 AUGMENT_BLOCK_ROWS = 65_536
+MAX_ROWS = 2**31  #: the stream's row indices are int32
 
 
 class AugmentPlan(NamedTuple):
@@ -225,9 +234,23 @@ def plan_augmentation(
     if positives.count < 2:
         raise DataError(f"augmentation needs at least 2 positive rows, the training data has {positives.count}")
     wanted = int(round(target_share * negatives / (1.0 - target_share)))
+    if wanted >= MAX_ROWS:
+        raise ConfigError(
+            f":augment :target-share {target_share!r} of {negatives:,} negative rows means {wanted:,} positive rows, "
+            f"more than the 2^31 rows a stream indexes: lower it"
+        )
     variances = positives.m2 / (positives.count - 1)
+    if not np.any(variances):
+        raise DataError(
+            f"the {positives.count} positive rows are all alike (every feature's variance is 0): augmentation "
+            "spreads its noise by those variances and cannot; drop :augment or check the data"
+        )
     divisor = np.linalg.norm(variances) if scale_rule == "euclidean-norm" else variances.size
-    return AugmentPlan(max(0, wanted - positives.count), variances * scale / divisor)
+    with np.errstate(over="ignore"):  # checked below
+        spread = variances * scale / divisor
+    if not np.isfinite(spread).all():
+        raise ConfigError(f":augment :scale {scale:g} makes the noise overflow to infinity; use a smaller scale")
+    return AugmentPlan(max(0, wanted - positives.count), spread)
 
 
 def add_noisy_positives(key: jax.Array, plan: AugmentPlan, data: Dataset) -> Dataset:
@@ -240,6 +263,13 @@ def add_noisy_positives(key: jax.Array, plan: AugmentPlan, data: Dataset) -> Dat
     positives = data.x[data.labels == 1].astype(np.float64)
     if plan.extra and not len(positives):
         raise DataError(f"cannot add {plan.extra} noisy copies of positive rows: the data has none")
+    needed, memory = plan.extra * data.x.shape[1] * 4, _physical_memory()
+    if data.spill_dir is None and memory and needed > memory:
+        raise DataError(
+            f"augmentation would add {plan.extra:,} rows ({needed / 2**30:.1f} GiB) to data held in memory "
+            f"({memory / 2**30:.1f} GiB on this machine): lower :augment :target-share, or keep the data in "
+            "memory-mapped files with :chunk-rows"
+        )
     positive_label = np.zeros(data.y.shape[1], np.float32)
     positive_label[1] = 1.0
 
@@ -251,6 +281,14 @@ def add_noisy_positives(key: jax.Array, plan: AugmentPlan, data: Dataset) -> Dat
             yield rows.astype(np.float32), np.broadcast_to(positive_label, (shape[0], len(positive_label)))
 
     return _rebuild(data, itertools.chain(_blocks(data), new_rows()))
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory this machine has, where the platform says."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 @curry

@@ -110,7 +110,13 @@ def trained_on_log_amounts(run: Path) -> None:
 def started_on_two_processes(run: Path) -> None:
     """The run's config as a two-process run (jax.distributed) saves it."""
     text = (run / "config.edn").read_text()
-    for key, value in (("coordinator", '"127.0.0.1:1"'), ("num-processes", "2"), ("process-id", "0")):
+    processes = (
+        ("coordinator", '"127.0.0.1:1"'),
+        ("num-processes", "2"),
+        ("process-id", "0"),
+        ("steps-per-call", "10"),
+    )
+    for key, value in processes:
         text = text.replace(f":{key} nil", f":{key} {value}")
     (run / "config.edn").write_text(text)
 
@@ -411,7 +417,11 @@ CASES = [
         (":devices 3 asked for", "xla_force_host_platform_device_count=3"),
     ),
     override_case("devices-keyword-typo", "devices=:al", ":devices must be", "did you mean 'all'"),
-    override_case("seed-not-an-integer", "seed=1.5", "override 'seed=1.5': :seed must be an integer >= 0, got 1.5"),
+    override_case("seed-not-an-integer", "seed=1.5", "override 'seed=1.5': :seed must be an integer in 0..4294967295"),
+    override_case("seed-over-32-bits", "seed=4294967296", ":seed must be an integer in 0..4294967295 (a 32-bit seed)"),
+    override_case("learning-rate-nan", "optimizer.learning-rate=##NaN", ":learning-rate must be a positive number"),
+    override_case("label-transformed", 'log1p-columns=["Class"]', "names the label column 'Class'"),
+    override_case("epochs-alias", "epochs=3", "unknown key :epochs (did you mean 'epoch-count'?)"),
     override_case("epoch-size-below-batch", "epoch-size=50", ":epoch-size 50", "try 100"),
     override_case("steps-per-call-not-dividing", "steps-per-call=7", ":steps-per-call 7", "2000 steps", "try 8"),
     Case("config-name-typo", ("train", "fruad"), ("'fruad'", "did you mean 'fraud'", KNOWN_CONFIGS)),
