@@ -295,7 +295,8 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
     overridden = overridden or {}
 
     def where(*keys: str) -> str:  # the override that set one of ``keys``, if any, else the file
-        return next((f"override {overridden[k]!r}" for k in keys if k in overridden), source)
+        named = next((overridden[k] for k in keys if k in overridden), None)
+        return source if named is None else ("overrides" if "' and '" in named else "override") + f" '{named}'"
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: a config must be an EDN map like {{:network [...]}}, got {edn.dumps(raw)[:60]}")
@@ -472,8 +473,21 @@ def load(name_or_path: str, overrides: Iterable[str] = (), config_dir: Path = CO
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
     raw = edn.loads(text, str(path))
     overrides = list(overrides)
-    overridden = {item.partition("=")[0].split(".")[0]: item for item in overrides}
-    return validate(override(raw, overrides), str(path), overridden)
+    overridden: dict[str, str] = {}
+    for item in overrides:  # several overrides of one key (network.1.size=.. network.2.size=..) are named together
+        key = item.partition("=")[0].split(".")[0]
+        overridden[key] = f"{overridden[key]}' and '{item}" if key in overridden else item
+    try:
+        return validate(override(raw, overrides), str(path), overridden)
+    except ConfigError as err:
+        if overridden:  # blame the file, not an override, for what is wrong in the file itself
+            _, _, complaint = str(err).partition(": ")
+            try:
+                validate(raw, str(path))
+            except ConfigError as own:
+                if own.args[0].partition(": ")[2] == complaint:
+                    raise own from None
+        raise
 
 
 # ---------------------------------------------------------------------------------------------- overrides

@@ -288,7 +288,28 @@ def _start_run_dir(cfg: Mapping, name: str, data: Prepared) -> Path:
     run_dir = new_run_dir(cfg["run-dir"], name)
     write_text(run_dir / "config.edn", edn.pretty(_with_absolute_paths(cfg)) + "\n")
     write_text(run_dir / "data.txt", data.source + "\n")
+    if cfg["data"] not in config.DATA_SOURCES:  # a CSV of the user's: evaluate checks it is still the same
+        csv = Path(cfg["data"]).resolve()
+        write_text(run_dir / DATA_SHA256, f"{kaggle.sha256_of(csv)}  {csv}\n")  # as sha256sum writes it
     return run_dir
+
+
+#: In a run folder trained on a CSV path: the file's sha256 (``sha256sum -c`` reads it).
+DATA_SHA256 = "data.sha256"
+
+
+def _check_data_unchanged(run_dir: Path, cfg: Mapping) -> None:
+    """The run's CSV must be the file it trained on: its test split is rebuilt from it by row position."""
+    stamp = run_dir / DATA_SHA256
+    if cfg["data"] in config.DATA_SOURCES or not stamp.is_file():
+        return
+    recorded, csv = stamp.read_text().split(maxsplit=1)
+    csv = csv.strip()
+    if not Path(csv).is_file() or kaggle.sha256_of(Path(csv)) != recorded:
+        raise DataError(
+            f"evaluate: {csv} is not the file {run_dir} trained on (its sha256 differs, or it is gone), so the "
+            "run's test split cannot be rebuilt from it; score a CSV with --data instead"
+        )
 
 
 def _with_absolute_paths(cfg: Mapping) -> Mapping:
@@ -498,12 +519,40 @@ def load_model(run_dir: str | Path) -> Model:
             f"{run_dir / 'best.npz'} holds a different network than {run_dir / 'config.edn'} describes; "
             "was the checkpoint replaced?"
         )
+    _check_inference(inference, run_dir / "inference.json")
     if net.input_size != len(inference["features"]):
         raise CheckpointError(
             f"{run_dir / 'best.npz'}: the network takes {net.input_size} inputs, inference.json lists "
             f"{len(inference['features'])} features"
         )
     return Model(net, ckpt.params, inference, cfg)
+
+
+def _check_inference(record: object, path: Path) -> None:
+    """``record`` must be what :func:`inference_record` writes; else a :class:`CheckpointError` naming ``path``."""
+
+    def names(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    def numbers(value: object, count: int) -> bool:
+        ok = isinstance(value, list) and len(value) == count
+        return ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path} is damaged: expected a JSON object, got {type(record).__name__}")
+    features = record.get("features")
+    checks = {
+        "features": names(features),
+        "label": isinstance(record.get("label"), str),
+        "log1p-columns": names(record.get("log1p-columns")),
+        "drop-columns": names(record.get("drop-columns")),
+        "mean": record.get("mean") is None or numbers(record["mean"], len(features or [])),
+        "std": record.get("std") is None or numbers(record["std"], len(features or [])),
+        "threshold": isinstance(record.get("threshold"), int | float) and 0 <= record["threshold"] <= 1,
+    }
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise CheckpointError(f"{path} is damaged: {', '.join(repr(k) for k in bad)} missing or malformed")
 
 
 def _rows(model: Model, frame) -> np.ndarray:
@@ -540,6 +589,7 @@ def evaluate(
                 f"evaluate: {run_dir} trained on several processes, whose test split one process cannot "
                 f"rebuild; its test-set metrics are in {Path(run_dir) / 'test.json'}, or pass --data CSV"
             )
+        _check_data_unchanged(Path(run_dir), model.config)
         data = prepare(model.config, quiet=True)
         probs = train.probabilities(model.network, data.test)(model.params)
         labels, what = data.test.labels, f"the run's test set ({data.source})"

@@ -369,6 +369,21 @@ def test_unknown_override_key_suggests(config_dir, override, suggestion):
         config.load("fraud", [override], config_dir=config_dir)
 
 
+def test_an_error_in_the_file_is_blamed_on_the_file_not_on_an_override(config_dir):
+    bad = config_dir / "bad.edn"
+    bad.write_text((config_dir / "fraud.edn").read_text().replace("{:type :linear :size 2}", "{:type :linear :size 0}"))
+    with pytest.raises(ConfigError, match=rf"^{bad}: network layer 2 \(linear\): :size must be a positive integer"):
+        config.load(str(bad), ["network.1.size=32"], config_dir=config_dir)
+    assert config.load(str(bad), ["network.2.size=2"], config_dir=config_dir)["network"][2]["size"] == 2  # mended
+
+
+def test_several_overrides_of_one_key_are_named_together(config_dir):
+    with pytest.raises(
+        ConfigError, match=r"^overrides 'network\.1\.size=-3' and 'network\.2\.size=5': network layer 1"
+    ):
+        config.load("fraud", ["network.1.size=-3", "network.2.size=5"], config_dir=config_dir)
+
+
 def test_a_multi_process_run_needs_steps_per_call_before_any_process_waits(config_dir):
     processes = ['coordinator="127.0.0.1:1234"', "num-processes=2", "process-id=0"]
     with pytest.raises(ConfigError, match=r"^override 'coordinator=.*': a multi-process run .* set :steps-per-call"):

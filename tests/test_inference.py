@@ -3,6 +3,8 @@ chunk with the numbers of the network applied to the whole file (to float roundi
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 from fpml import config, metrics
 from fpml.data import synthetic, transforms
+from fpml.errors import CheckpointError, DataError
 from pipelines import fraud
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +96,37 @@ def test_predict_from_the_command_line(finished, new_rows, tmp_path, fpml):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(tmp_path / "p.csv")
     assert len(pd.read_csv(tmp_path / "p.csv")) == 1_003
+
+
+def test_evaluate_refuses_a_csv_changed_since_training(tmp_path):
+    """The run's test split is rebuilt from the CSV by row position: other rows (here the same rows shuffled)
+    would put training rows in it. The run folder keeps the file's sha256 (sha256sum's format)."""
+    csv = tmp_path / "data.csv"
+    synthetic.generate(seed=2, rows=6_000, frauds=60).to_csv(csv, index=False)
+    on_csv = [f"data={csv}", *(o for o in SMALL if not o.startswith(("data=", "synthetic=")))]
+    run = fraud.run(config.load("fraud", [*on_csv, "epoch-count=1", f"run-dir={tmp_path / 'runs'}"]), "csv", quiet=True)
+    recorded, path = (run.run_dir / fraud.DATA_SHA256).read_text().split()
+    assert path == str(csv.resolve()) and len(recorded) == 64
+    assert fraud.evaluate(run.run_dir)[0].as_dict() == run.test_report.as_dict()
+    frame = pd.read_csv(csv)
+    frame.sample(frac=1.0, random_state=0).to_csv(csv, index=False)
+    with pytest.raises(DataError, match=rf"^evaluate: {csv.resolve()} is not the file .* trained on .* --data"):
+        fraud.evaluate(run.run_dir)
+    assert fraud.evaluate(run.run_dir, str(csv))[1].startswith("CSV file")  # scoring a file stays possible
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda record: [], "expected a JSON object, got list"),
+        (lambda record: {**record, "threshold": "high"}, "'threshold' missing or malformed"),
+        (lambda record: {**record, "mean": record["mean"][:-1]}, "'mean' missing or malformed"),
+        (lambda record: {k: v for k, v in record.items() if k != "features"}, "'features', 'mean', 'std' missing"),
+    ],
+)
+def test_a_damaged_inference_record_is_a_checkpoint_error(finished, tmp_path, damage, needle):
+    run = shutil.copytree(finished.run_dir, tmp_path / "run")
+    record = json.loads((run / "inference.json").read_text())
+    (run / "inference.json").write_text(json.dumps(damage(record)))
+    with pytest.raises(CheckpointError, match=f"^{run / 'inference.json'} is damaged: .*{needle}"):
+        fraud.load_model(run)
