@@ -9,6 +9,7 @@ a dot. One core, as fpml uses for this network. Run: ``.venv/bin/python bench/st
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -25,6 +26,7 @@ def rank1_sum(a, b):
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
     import jax
     from rich.console import Console

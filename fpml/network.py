@@ -138,7 +138,7 @@ def normalize(description: Sequence[Mapping]) -> PVector:
     for layer in layers:
         base = str(layer["type"]).split("->")[0]
         counts[base] += 1
-        named.append(layer if "id" in layer else layer.set("id", Keyword(f"{base}-{counts[base]}")))
+        named.append(layer if "id" in layer else layer.set(Keyword("id"), Keyword(f"{base}-{counts[base]}")))
     seen = Counter(str(layer["id"]) for layer in named)
     duplicates = sorted(i for i, n in seen.items() if n > 1)
     if duplicates:

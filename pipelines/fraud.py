@@ -366,6 +366,8 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping
     A run started on several processes resumes on several (each with its ``process-id``), one started on
     one process on one: the data shards and streams depend on it.
     """
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"resume: run folder {run_dir} does not exist")
     keys = [k.partition("=")[0] for k in overrides]
     for key in keys:
         if key not in ("epoch-count", *HARDWARE_KEYS, *PLACEMENT_KEYS):
@@ -555,6 +557,14 @@ def _check_inference(record: object, path: Path) -> None:
         raise CheckpointError(f"{path} is damaged: {', '.join(repr(k) for k in bad)} missing or malformed")
 
 
+def score(model: Model, frame: pd.DataFrame) -> np.ndarray:
+    """P(class) per row of ``frame`` (rows x classes; ``frame`` holds at least the run's feature columns, raw
+    as in the CSV it trained on): what ``predict`` writes, from Python. The predicted class is
+    ``score(model, frame)[:, -1] >= model.inference["threshold"]``.
+    """
+    return np.asarray(model.network.apply(model.params, _rows(model, frame)))
+
+
 def _rows(model: Model, frame) -> np.ndarray:
     """Feature matrix of new rows, preprocessed as in training."""
     info = model.inference
@@ -610,7 +620,8 @@ def evaluate(
 def predict(
     run_dir: str | Path, input_csv: str | Path, output_csv: str | Path, *, chunk_rows: int = SCORING_CHUNK_ROWS
 ) -> Path:
-    """Write P(class) per row and the label at the run's threshold for every row of ``input_csv``.
+    """Write P(class) per row and the predicted label at the run's threshold (columns ``P(Class=0)``,
+    ``P(Class=1)``, ``predicted Class`` for a label column named Class) for every row of ``input_csv``.
 
     The file is read, scored and written ``chunk_rows`` rows at a time, so it may be larger than memory;
     the output appears atomically at the end.
@@ -629,7 +640,7 @@ def predict(
             for i, (_, probs) in enumerate(_scored(model, frames, chunk_rows)):
                 classes = range(probs.shape[1]) if probs.shape[1] > 1 else [1]  # a logistic head: P(class 1)
                 out = pd.DataFrame({f"P({label}={k})": probs[:, j] for j, k in enumerate(classes)})
-                out[label] = metrics.label(probs[:, -1], info["threshold"])
+                out[f"predicted {label}"] = metrics.label(probs[:, -1], info["threshold"])
                 out.to_csv(handle, index=False, header=i == 0)
     except OSError as err:  # reading the input raises DataError: this is the output's folder or disk
         raise DataError(f"predict: cannot write {output_csv}: {err.strerror or err}") from None

@@ -114,10 +114,11 @@ def baseline_rows(split: Sequence[str], data_overrides: Sequence[str], quick: bo
 
     cfg = config.load("fraud-cortex-noaug", [*split, "standardize=true", 'log1p-columns=["Amount"]', *data_overrides])
     data = fraud.prepare(cfg, quiet=True)
+    trees = 10 if quick else 100
     models = {
         "scikit-learn logistic regression": LogisticRegression(max_iter=1000),
-        "scikit-learn random forest (100 trees)": RandomForestClassifier(
-            n_estimators=10 if quick else 100, n_jobs=-1, random_state=0
+        f"scikit-learn random forest ({trees} trees)": RandomForestClassifier(
+            n_estimators=trees, n_jobs=-1, random_state=0
         ),
         "scikit-learn MLP (64, 32)": MLPClassifier((64, 32), random_state=0, max_iter=20 if quick else 200),
     }

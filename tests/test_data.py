@@ -393,3 +393,13 @@ def test_shuffled_stream_cycles_all_rows():
     seq = np.concatenate([np.asarray(_jitted_epoch(s, key, jnp.int32(e), 14)) for e in range(3)])
     for chunk in seq.reshape(-1, 7):
         assert sorted(chunk.tolist()) == list(range(7))
+
+
+def test_fitted_statistics_and_plans_are_read_only(small_frame):
+    """A Standardizer, Moments or AugmentPlan is a record like a Dataset: writing into one is an error."""
+    data = transforms.to_dataset("Class", small_frame)
+    stats, moments = transforms.fit_standardizer(data), transforms.moments(data.x)
+    plan = transforms.plan_augmentation(0.5, 1.0, "euclidean-norm", 54, transforms.moments(data.x[data.labels == 1]))
+    for array in (stats.mean, stats.std, moments.mean, moments.m2, plan.spread):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 100.0

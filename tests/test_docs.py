@@ -75,3 +75,28 @@ def test_loading_a_config_does_not_start_jax():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_architecture_lists_every_module_after_the_modules_it_imports():
+    """docs/architecture.md: "each module imports only modules above it in this list"."""
+    table = (ROOT / "docs" / "architecture.md").read_text()
+    order = re.findall(r"^\| `((?:fpml|pipelines)/[\w/]+\.py)` \|", table, re.M)
+    listed = {*order, "fpml/__init__.py", "fpml/__main__.py", "fpml/data/__init__.py", "pipelines/__init__.py"}
+    modules = {str(p.relative_to(ROOT)) for d in ("fpml", "pipelines") for p in (ROOT / d).rglob("*.py")}
+    assert modules == listed, "modules missing from the table, or listed but gone"
+
+    def path_of(name: str) -> str:
+        for candidate in (f"{name.replace('.', '/')}.py", f"{name.replace('.', '/')}/__init__.py"):
+            if (ROOT / candidate).is_file():
+                return candidate
+        raise AssertionError(name)
+
+    for position, module in enumerate(order):
+        text = (ROOT / module).read_text()
+        imported = set()
+        for package, names in re.findall(r"^\s*from ((?:fpml|pipelines)[\w.]*) import \(?([\w, ]+)", text, re.M):
+            for name in (n.strip() for n in names.split(",")):
+                full = f"{package}.{name}"
+                imported.add(path_of(full) if (ROOT / f"{full.replace('.', '/')}.py").is_file() else path_of(package))
+        for dependency in imported - {"fpml/__init__.py", "fpml/data/__init__.py", "pipelines/__init__.py"}:
+            assert order.index(dependency) < position, f"{module} imports {dependency}, listed below it"

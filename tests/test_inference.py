@@ -57,11 +57,11 @@ def test_predict_in_chunks_matches_the_network_on_the_whole_file(finished, new_r
     # the same rows, to float rounding (XLA's kernels for another batch shape may round differently)
     np.testing.assert_allclose(out.to_numpy(), pd.read_csv(whole).to_numpy(), rtol=1e-6, atol=1e-9)
     model = fraud.load_model(finished.run_dir)
-    expected = np.asarray(model.network.apply(model.params, fraud._rows(model, pd.read_csv(new_rows))))
-    assert list(out.columns) == ["P(Class=0)", "P(Class=1)", "Class"] and len(out) == 1_003
+    expected = fraud.score(model, pd.read_csv(new_rows))
+    assert list(out.columns) == ["P(Class=0)", "P(Class=1)", "predicted Class"] and len(out) == 1_003
     np.testing.assert_allclose(out[["P(Class=0)", "P(Class=1)"]].to_numpy(), expected, rtol=1e-5, atol=1e-7)
     threshold = model.inference["threshold"]
-    assert out["Class"].tolist() == metrics.label(out["P(Class=1)"].to_numpy(), threshold).tolist()
+    assert out["predicted Class"].tolist() == metrics.label(out["P(Class=1)"].to_numpy(), threshold).tolist()
 
 
 def test_new_rows_get_exactly_the_training_preprocessing(finished, new_rows):

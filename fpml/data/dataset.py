@@ -46,5 +46,9 @@ class Dataset(NamedTuple):
 
 
 def dataset(x: np.ndarray, y: np.ndarray, features: tuple[str, ...], spill_dir: str | None = None) -> Dataset:
-    """A :class:`Dataset` with arrays converted to float32 and made read-only."""
+    """A :class:`Dataset` with arrays converted to float32 and made read-only.
+
+    Arrays already float32 are not copied (a dataset may be larger than memory, memory-mapped): the dataset
+    is then a read-only view of them, and whoever passed them must not write to them afterwards.
+    """
     return Dataset(frozen(np.asarray(x, np.float32)), frozen(np.asarray(y, np.float32)), tuple(features), spill_dir)

@@ -29,20 +29,26 @@ import pandas as pd
 from toolz import curry
 
 from fpml.data import storage
-from fpml.data.dataset import Dataset, dataset
-from fpml.errors import ConfigError, DataError
+from fpml.data.dataset import Dataset, dataset, frozen
+from fpml.errors import ConfigError, DataError, did_you_mean
 
 
 @curry
 def drop_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
     """The frame without ``columns`` (each must exist)."""
+    _check_named(":drop-columns", columns, frame)
+    return frame.drop(columns=list(columns))
+
+
+def _check_named(setting: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
+    """Every name in ``columns`` is a column of ``frame``; else a :class:`ConfigError` with the nearest name."""
+    names = [str(c) for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ConfigError(
-            f":drop-columns names column(s) not in the data: {', '.join(missing)}; "
-            f"columns: {', '.join(map(str, frame.columns))}"
+            f"{setting} names column(s) not in the data: {', '.join(missing)}{did_you_mean(missing[0], names)}; "
+            f"columns: {', '.join(names)}"
         )
-    return frame.drop(columns=list(columns))
 
 
 @curry
@@ -174,7 +180,7 @@ def moments(x: np.ndarray) -> Moments:
         if len(block):
             mean = block.mean(axis=0)
             total = merge_moments(total, Moments(len(block), mean, ((block - mean) ** 2).sum(axis=0)))
-    return total
+    return Moments(total.count, frozen(total.mean), frozen(total.m2))
 
 
 def fit_standardizer(data: Dataset | Moments) -> Standardizer:
@@ -182,7 +188,7 @@ def fit_standardizer(data: Dataset | Moments) -> Standardizer:
     constant feature gets std 1)."""
     m = data if isinstance(data, Moments) else moments(data.x)
     std = np.sqrt(m.m2 / max(m.count, 1))
-    return Standardizer(m.mean, np.where(std > 0, std, 1.0))
+    return Standardizer(frozen(np.array(m.mean)), frozen(np.where(std > 0, std, 1.0)))
 
 
 @curry
@@ -200,9 +206,7 @@ def standardized(stats: Standardizer, x: np.ndarray) -> np.ndarray:
 @curry
 def log1p_columns(columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
     """``log(1 + x)`` of the named non-negative columns (e.g. a heavy-tailed Amount)."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ConfigError(f":log1p-columns names column(s) not in the data: {', '.join(missing)}")
+    _check_named(":log1p-columns", columns, frame)
     for column in columns:
         below = frame[column][frame[column] < 0]
         if len(below):
@@ -250,7 +254,7 @@ def plan_augmentation(
         spread = variances * scale / divisor
     if not np.isfinite(spread).all():
         raise ConfigError(f":augment :scale {scale:g} makes the noise overflow to infinity; use a smaller scale")
-    return AugmentPlan(max(0, wanted - positives.count), spread)
+    return AugmentPlan(max(0, wanted - positives.count), frozen(spread))
 
 
 def add_noisy_positives(key: jax.Array, plan: AugmentPlan, data: Dataset) -> Dataset:
