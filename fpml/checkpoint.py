@@ -31,8 +31,9 @@ FORMAT_VERSION = 1
 
 
 class Checkpoint(NamedTuple):
-    """What a checkpoint holds. ``opt_state`` is the list of optimizer-state leaves (see :func:`restore_opt_state`);
-    ``epoch`` is an index from 0 (printed from 1, as the log and the command line count)."""
+    """What a checkpoint holds. ``opt_state`` is the list of optimizer-state leaves (see :func:`restore_opt_state`)
+    and ``opt_state_structure`` JAX's text of their tree (``None`` when written by another JAX version, or
+    before fpml saved it); ``epoch`` is an index from 0 (printed from 1, as the log and the command line count)."""
 
     description: Any
     params: dict[str, dict[str, np.ndarray]]
@@ -78,7 +79,8 @@ def save(
         for name, value in leaves.items():
             arrays[f"params/{layer_id}/{name}"] = np.asarray(value)
     if opt_state is not None:
-        arrays["opt_state_structure"] = np.array(str(jax.tree.structure(opt_state)))
+        arrays["opt_state_structure"] = np.array(str(jax.tree.structure(opt_state)))  # JAX's text of it:
+        arrays["jax_version"] = np.array(jax.__version__)  # compared only under the same JAX version
         for i, leaf in enumerate(jax.tree.leaves(opt_state)):
             arrays[f"opt_state/{i:05d}"] = np.asarray(jax.device_get(_key_data(leaf)))
     with atomic_write(path, "wb") as handle:
@@ -111,6 +113,8 @@ def load(path: str | Path) -> Checkpoint:
             params.setdefault(layer_id, {})[name] = value
     leaves = [data[k] for k in sorted(k for k in data if k.startswith("opt_state/"))]
     structure = str(data["opt_state_structure"]) if "opt_state_structure" in data else None
+    if structure is not None and str(data.get("jax_version", "")) != jax.__version__:
+        structure = None  # another JAX may print a tree structure differently: the arrays are still checked
     try:
         description = edn.loads(str(data["description"]), f"{path} description")
         config = edn.loads(str(data["config"]), f"{path} config") if str(data["config"]) else None
@@ -153,8 +157,8 @@ def _state_types(structure: str) -> str:
 
 def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
     """``ckpt``'s optimizer state, rebuilt on ``template`` (``optimizer.init(params)`` of the optimizer that
-    will continue it). A state saved by another optimizer, or for other parameter shapes, is a
-    :class:`CheckpointError`."""
+    will continue it). A state saved by another optimizer (its tree structure, compared when the checkpoint
+    was written under this JAX version), or with other array shapes or dtypes, is a :class:`CheckpointError`."""
     structure, leaves = jax.tree.structure(template), ckpt.opt_state or []
     if ckpt.opt_state_structure is not None and ckpt.opt_state_structure != str(structure):
         saved, needed = _state_types(ckpt.opt_state_structure), _state_types(str(structure))

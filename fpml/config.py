@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -287,17 +287,22 @@ SETTINGS: Mapping[str, Setting] = {
 }
 
 
-def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | None = None) -> PMap:
+def validate(raw: Any, source: str = "config", overridden: Mapping[str, str | Sequence[str]] | None = None) -> PMap:
     """Check every key, fill defaults, and check the network and optimizer build. Returns the full config.
 
-    ``overridden`` maps a top-level key to the ``key=value`` override that set it: a bad value is then
-    blamed on the override rather than on ``source``.
+    ``overridden`` maps a top-level key to the ``key=value`` override(s) that set it: a bad value is then
+    blamed on the override(s) rather than on ``source``.
     """
     overridden = overridden or {}
 
     def where(*keys: str) -> str:  # the override that set one of ``keys``, if any, else the file
-        named = next((overridden[k] for k in keys if k in overridden), None)
-        return source if named is None else ("overrides" if "' and '" in named else "override") + f" '{named}'"
+        items = next(
+            ([overridden[k]] if isinstance(overridden[k], str) else overridden[k] for k in keys if k in overridden),
+            None,
+        )
+        if items is None:
+            return source
+        return ("overrides " if len(items) > 1 else "override ") + " and ".join(repr(item) for item in items)
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: a config must be an EDN map like {{:network [...]}}, got {edn.dumps(raw)[:60]}")
@@ -315,7 +320,8 @@ def validate(raw: Any, source: str = "config", overridden: Mapping[str, str] | N
             continue
         complaint = setting.check(raw[key])
         if complaint:
-            got = "" if isinstance(raw[key], Mapping) else f", got {edn.dumps(raw[key])}"  # a map's check names its key
+            named = isinstance(raw[key], Mapping) and complaint.startswith((":", "has unknown key"))
+            got = "" if named else f", got {edn.dumps(raw[key])}"  # a nested map's complaint names its key and value
             raise ConfigError(f"{where(key)}: :{key} {complaint}{got}")
         full[key] = raw[key]
     cfg = pmap(full)
@@ -406,7 +412,6 @@ KEY_ALIASES = {
     "num-epochs": "epoch-count",
     "n-epochs": "epoch-count",
     "max-epochs": "epoch-count",
-    "batch": "batch-size",
     "lr": "optimizer.learning-rate",
     "learning-rate": "optimizer.learning-rate",
     "random-seed": "seed",
@@ -418,7 +423,12 @@ KEY_ALIASES = {
 def _suggest_key(key: str) -> str:
     """A hint for an unknown top-level key: the setting it usually names elsewhere, else the nearest one."""
     alias = KEY_ALIASES.get(str(key).replace("_", "-"))
-    return f" (did you mean '{alias}'?)" if alias else did_you_mean(key, SETTINGS)
+    if alias is None:
+        return did_you_mean(key, SETTINGS)
+    if "." in alias:  # a nested key: how a file writes it, and an override
+        outer, inner = alias.split(".")
+        return f" (did you mean :{outer} {{:{inner} ...}}, or {alias}=... on the command line?)"
+    return f" (did you mean '{alias}'?)"
 
 
 def _check_processes(cfg: PMap, source: str) -> None:
@@ -475,10 +485,9 @@ def load(name_or_path: str, overrides: Iterable[str] = (), config_dir: Path = CO
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
     raw = edn.loads(text, str(path))
     overrides = list(overrides)
-    overridden: dict[str, str] = {}
+    overridden: dict[str, list[str]] = {}
     for item in overrides:  # several overrides of one key (network.1.size=.. network.2.size=..) are named together
-        key = item.partition("=")[0].split(".")[0]
-        overridden[key] = f"{overridden[key]}' and '{item}" if key in overridden else item
+        overridden.setdefault(item.partition("=")[0].split(".")[0], []).append(item)
     try:
         return validate(override(raw, overrides), str(path), overridden)
     except ConfigError as err:

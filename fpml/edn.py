@@ -80,13 +80,12 @@ _OPENERS = {"MAP_START", "SET_START", "VECTOR_START", "LIST_START"}
 _CLOSERS = {"MAP_OR_SET_END", "VECTOR_END", "LIST_END"}
 
 
-def _key_identity(token_type: str, value: str) -> Any:
-    """What a key token reads as: :seed, seed and "seed" are one key, and so are 1 and 1.0."""
-    if token_type in ("KEYWORD", "SYMBOL", "STRING"):
-        return value.removeprefix(":") if token_type == "KEYWORD" else value
-    if token_type in ("INTEGER", "FLOAT"):
-        return float(value.rstrip("NM"))
-    return (token_type, value)
+def _key_identity(value: Any) -> Any:
+    """A key token's value as the map will hold it: :seed, seed and "seed" are one key, and so are 1, 1.0
+    and true (Python's equality, which the frozen map uses)."""
+    if isinstance(value, edn_format.Keyword | edn_format.Symbol):
+        return value.name
+    return value
 
 
 def _duplicate_key(text: str) -> tuple[str, int] | None:
@@ -115,10 +114,9 @@ def _duplicate_key(text: str) -> tuple[str, int] | None:
         elif frames:
             is_map, count, keys, _ = frame = frames[-1]
             if is_map and count % 2 == 0 and token is not None:
-                value = str(token.value)  # a keyword's str is :name
-                key = _key_identity(token.type, value)
+                key, written = _key_identity(token.value), str(token.value)  # a keyword's str is :name
                 if key in keys:
-                    return (f'"{value}"' if token.type == "STRING" else value), token.lexpos
+                    return (f'"{written}"' if token.type == "STRING" else written), token.lexpos
                 keys.add(key)
             frame[1] += 1
     return None

@@ -32,8 +32,9 @@ def _best_kept(best_epoch: int | None, run_dir: object | None) -> str:
 
 class TrainingDiverged(FpmlError):
     """The loss, the parameters or the network's test outputs became NaN or infinite; training stopped in
-    ``epoch`` (at ``step`` where one step is to blame). ``result`` is the run up to its last good epoch
-    (a :class:`fpml.train.TrainResult`: the best network and the state to continue from), or ``None``."""
+    ``epoch`` (at ``step``, with ``loss``, where one step's loss is to blame). ``result`` is the run up to its
+    last good epoch (a :class:`fpml.train.TrainResult`: the best network and the state to continue from), or
+    ``None``."""
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class TrainingDiverged(FpmlError):
         what: str,
         *,
         step: int | None = None,
+        loss: float | None = None,
         best_epoch: int | None = None,
         run_dir: object | None = None,
         result: object | None = None,
@@ -50,7 +52,8 @@ class TrainingDiverged(FpmlError):
             f"{what} at {at}; training stopped ({_best_kept(best_epoch, run_dir)}). "
             "Lower the learning rate or add gradient clipping."
         )
-        self.epoch, self.step, self.best_epoch, self.run_dir, self.result = epoch, step, best_epoch, run_dir, result
+        self.epoch, self.step, self.loss, self.best_epoch = epoch, step, loss, best_epoch
+        self.run_dir, self.result = run_dir, result
 
 
 class TrainingInterrupted(FpmlError):

@@ -44,7 +44,8 @@ def _new_temp_file(path: Path) -> tuple[int, Path]:
     while True:
         tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
+            return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fpml.train import EpochRecord
+from fpml.train import EpochRecord, json_value
 
 
 def output_console() -> Console:
@@ -20,8 +20,8 @@ def output_console() -> Console:
 
 
 def json_line(record: dict) -> str:
-    """One JSON object and a newline (numpy scalars converted)."""
-    return json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}) + "\n"
+    """One JSON object and a newline (numpy scalars converted; NaN as null, :func:`fpml.train.json_value`)."""
+    return json.dumps({k: json_value(v) for k, v in record.items()}, allow_nan=False) + "\n"
 
 
 def epoch_line(record: EpochRecord, epoch_count: int, samples: int) -> str:

@@ -19,6 +19,7 @@ Same key, same bytes.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -63,15 +64,15 @@ class EpochRecord(NamedTuple):
     best: bool
 
     def as_json(self) -> str:
-        return json.dumps(
-            {
-                "epoch": self.epoch + 1,
-                "loss": self.loss,
-                "seconds": round(self.seconds, 4),
-                "best": self.best,
-                **self.metrics,
-            }
-        )
+        record = {"epoch": self.epoch + 1, "loss": self.loss, "seconds": round(self.seconds, 4), "best": self.best}
+        return json.dumps({k: json_value(v) for k, v in {**record, **self.metrics}.items()}, allow_nan=False)
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as JSON holds it: numpy scalars as Python numbers, NaN and infinities (an AUROC with one
+    class, say) as ``null``, which JSON has and ``NaN`` is not."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class TestResult(NamedTuple):
@@ -100,7 +101,9 @@ class TrainResult(NamedTuple):
         keys = ("precision", "recall", "f-beta", "auprc")
         lines = [f"{'epoch':>5}  {'loss':>8}  " + "  ".join(f"{k:>9}" for k in keys) + "  best"]
         for r in self.history:
-            cells = "  ".join(f"{r.metrics.get(k, float('nan')):9.4f}" for k in keys)
+            cells = "  ".join(
+                f"{r.metrics.get(k) if r.metrics.get(k) is not None else float('nan'):9.4f}" for k in keys
+            )
             lines.append(f"{r.epoch + 1:>5}  {r.loss:8.4f}  {cells}  {'*' if r.best else ''}")
         best = f"epoch {self.best.epoch + 1}" if self.best else "none"
         return f"TrainResult(best: {best} of {len(self.history)})\n" + "\n".join(lines)
@@ -440,9 +443,10 @@ def train_n(
         """The run up to its last finished epoch, for a stopped run's error (``previous=`` continues it)."""
         return TrainResult(best_state.params, best, tuple(history), last_state) if best_state else None
 
-    def diverged(epoch: int, what: str, step: int | None = None) -> TrainingDiverged:
+    def diverged(epoch: int, what: str, step: int | None = None, loss: float | None = None) -> TrainingDiverged:
+        best_epoch = best.epoch if best else None
         return TrainingDiverged(
-            epoch, what, step=step, best_epoch=best.epoch if best else None, run_dir=run_dir, result=so_far()
+            epoch, what, step=step, loss=loss, best_epoch=best_epoch, run_dir=run_dir, result=so_far()
         )
 
     def finish(record: EpochRecord, host_state: TrainState, new_best: TrainState | None) -> None:
@@ -459,7 +463,7 @@ def train_n(
             host_state = jax.device_get(state)  # the next epoch donates ``state``: this copy is what is kept
             bad = _first_bad_step(step_losses)
             if bad is not None:
-                raise diverged(epoch, f"loss became {step_losses[bad]}", step=bad)
+                raise diverged(epoch, f"loss became {step_losses[bad]}", step=bad, loss=float(step_losses[bad]))
             if not _all_finite(host_state.params):  # the last steps' updates, after their (finite) losses
                 raise diverged(epoch, "the parameters became NaN or infinite (every step's loss was finite)")
             try:
@@ -468,10 +472,11 @@ def train_n(
                 raise diverged(epoch, str(err)) from None
             seconds = time.perf_counter() - started
             record = EpochRecord(epoch, float(step_losses.mean()), dict(result.metrics), seconds, bool(result.best))
-            history.append(record)
-            last_state = host_state
-            if record.best:
-                best, best_state = record, host_state
+            with uninterrupted():  # the run so far (``so_far()``) is never half updated
+                history.append(record)
+                last_state = host_state
+                if record.best:
+                    best, best_state = record, host_state
             # a failed write on process 0 stops every process, not only process 0
             distributed.agreed(finish, record, host_state, best_state if record.best else None)
     except KeyboardInterrupt:

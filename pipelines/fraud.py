@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -298,17 +299,22 @@ def _start_run_dir(cfg: Mapping, name: str, data: Prepared) -> Path:
 DATA_SHA256 = "data.sha256"
 
 
-def _check_data_unchanged(run_dir: Path, cfg: Mapping) -> None:
-    """The run's CSV must be the file it trained on: its test split is rebuilt from it by row position."""
-    stamp = run_dir / DATA_SHA256
+def check_data_unchanged(run_dir: Path, cfg: Mapping, doing: str) -> None:
+    """The CSV that ``cfg`` (the run's config) names must be the file the run trained on: ``evaluate`` and
+    ``resume`` rebuild the run's splits from it by row position. Runs without a ``data.sha256`` (the
+    generator, the verified Kaggle file, or made before fpml wrote one) are not checked."""
+    stamp = Path(run_dir) / DATA_SHA256
     if cfg["data"] in config.DATA_SOURCES or not stamp.is_file():
         return
-    recorded, csv = stamp.read_text().split(maxsplit=1)
-    csv = csv.strip()
-    if not Path(csv).is_file() or kaggle.sha256_of(Path(csv)) != recorded:
+    recorded = next(iter(stamp.read_text().split()), "")
+    if not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        raise CheckpointError(f"{stamp} is damaged: it holds no sha256")
+    csv = Path(cfg["data"])
+    if not csv.is_file() or kaggle.sha256_of(csv) != recorded:
+        hint = "score a CSV with --data instead" if doing == "evaluate" else "it cannot be resumed on other data"
         raise DataError(
-            f"evaluate: {csv} is not the file {run_dir} trained on (its sha256 differs, or it is gone), so the "
-            "run's test split cannot be rebuilt from it; score a CSV with --data instead"
+            f"{doing}: {csv} is not the file {run_dir} trained on (its sha256 differs from {DATA_SHA256}'s, or it "
+            f"is gone), so the run's splits cannot be rebuilt from it; {hint}"
         )
 
 
@@ -342,6 +348,7 @@ def resume(
             f"resume: {run_dir} already ran {len(previous.history)} epochs (:epoch-count {cfg['epoch-count']}); "
             f"pass epoch-count=N with N > {len(previous.history)} to train further"
         )
+    distributed.agreed(check_data_unchanged, run_dir, cfg, "resume")
     data = prepare(cfg, quiet=quiet)
     check_fits(cfg, data)
     writer = jax.process_index() == 0
@@ -367,7 +374,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Mapping
     one process on one: the data shards and streams depend on it.
     """
     if not Path(run_dir).is_dir():
-        raise ConfigError(f"resume: run folder {run_dir} does not exist")
+        raise CheckpointError(f"resume: run folder {run_dir} does not exist")
     keys = [k.partition("=")[0] for k in overrides]
     for key in keys:
         if key not in ("epoch-count", *HARDWARE_KEYS, *PLACEMENT_KEYS):
@@ -550,7 +557,7 @@ def _check_inference(record: object, path: Path) -> None:
         "drop-columns": names(record.get("drop-columns")),
         "mean": record.get("mean") is None or numbers(record["mean"], len(features or [])),
         "std": record.get("std") is None or numbers(record["std"], len(features or [])),
-        "threshold": isinstance(record.get("threshold"), int | float) and 0 <= record["threshold"] <= 1,
+        "threshold": type(record.get("threshold")) in (int, float) and 0 <= record["threshold"] <= 1,
     }
     bad = [key for key, ok in checks.items() if not ok]
     if bad:
@@ -568,6 +575,9 @@ def score(model: Model, frame: pd.DataFrame) -> np.ndarray:
 def _rows(model: Model, frame) -> np.ndarray:
     """Feature matrix of new rows, preprocessed as in training."""
     info = model.inference
+    missing = [c for c in dict.fromkeys([*info["features"], *info["log1p-columns"]]) if c not in frame.columns]
+    if missing:
+        raise DataError(f"the rows lack the network's feature column(s) {', '.join(missing)}")
     frame = transforms.log1p_columns(info["log1p-columns"], frame)
     x = frame[info["features"]].to_numpy(np.float32)  # as training's to_dataset does, before standardizing
     if info["mean"] is None:
@@ -599,7 +609,7 @@ def evaluate(
                 f"evaluate: {run_dir} trained on several processes, whose test split one process cannot "
                 f"rebuild; its test-set metrics are in {Path(run_dir) / 'test.json'}, or pass --data CSV"
             )
-        _check_data_unchanged(Path(run_dir), model.config)
+        check_data_unchanged(Path(run_dir), model.config, "evaluate")
         data = prepare(model.config, quiet=True)
         probs = train.probabilities(model.network, data.test)(model.params)
         labels, what = data.test.labels, f"the run's test set ({data.source})"

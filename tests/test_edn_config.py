@@ -358,15 +358,16 @@ def test_network_loss_and_optimizer_errors_blame_the_override(config_dir, overri
 @pytest.mark.parametrize(
     "override, suggestion",
     [
-        ("epoch-cont=3", "epoch-count"),  # the nearest spelling
-        ("epochs=3", "epoch-count"),  # what other libraries call it (nearer to epoch-size by spelling)
-        ("num_epochs=3", "epoch-count"),
-        ("lr=0.1", "optimizer.learning-rate"),
+        ("epoch-cont=3", "'epoch-count'"),  # the nearest spelling
+        ("epochs=3", "'epoch-count'"),  # what other libraries call it (nearer to epoch-size by spelling)
+        ("num_epochs=3", "'epoch-count'"),
+        ("lr=0.1", ":optimizer {:learning-rate ...}, or optimizer.learning-rate=... on the command line"),
     ],
 )
 def test_unknown_override_key_suggests(config_dir, override, suggestion):
-    with pytest.raises(ConfigError, match=rf"unknown key :\S+ \(did you mean '{suggestion}'\?\)"):
+    with pytest.raises(ConfigError) as info:
         config.load("fraud", [override], config_dir=config_dir)
+    assert str(info.value).endswith(f"unknown key :{override.partition('=')[0]} (did you mean {suggestion}?)")
 
 
 def test_an_error_in_the_file_is_blamed_on_the_file_not_on_an_override(config_dir):
@@ -627,6 +628,10 @@ def test_bad_schedule_argument_is_a_config_error():
         ('{"x" 1 "x" 2}', '"x"', 8),
         ("{:a #{1} :b (1 2) :c {:d 1 :d 2}}", ":d", 28),
         ("{:net [{:a 1}] :seed 1 #_ :x :seed 2}", ":seed", 30),
+        ('{:seed 1 "seed" 2}', '"seed"', 10),  # keyword, symbol and string: one key once frozen
+        ("{:seed 1 seed 2}", "seed", 10),
+        ("{1 :a 1.0 :b}", "1.0", 7),  # equal numbers, as the frozen map compares them
+        ("{true :a 1 :b}", "1", 10),
     ],
 )
 def test_a_key_written_twice_in_one_map_is_an_error(text, key, column):
@@ -637,3 +642,14 @@ def test_a_key_written_twice_in_one_map_is_an_error(text, key, column):
 @pytest.mark.parametrize("text", ["{:a 1 :b {:a 2}}", "{:a [1 :a 2] :b 3}", "[{:a 1} {:a 1}]", "{:a 1 #_ {:z 1} :b 2}"])
 def test_the_same_key_in_different_maps_is_fine(text):
     assert edn.loads(text) is not None
+
+
+def test_keys_that_differ_as_values_are_two_keys():
+    big = edn.loads("{100000000000000000000 :a 100000000000000000001 :b}")  # not equal as floats, but as ints
+    assert len(big) == 2
+
+
+@pytest.mark.parametrize("depth", [500, 5_000])
+def test_edn_nested_too_deeply_is_a_config_error(depth):
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        edn.loads("[" * depth + "]" * depth, "deep.edn")

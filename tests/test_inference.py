@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from fpml import config, metrics
-from fpml.data import synthetic, transforms
+from fpml.data import kaggle, synthetic, transforms
 from fpml.errors import CheckpointError, DataError
 from pipelines import fraud
 
@@ -98,21 +98,33 @@ def test_predict_from_the_command_line(finished, new_rows, tmp_path, fpml):
     assert len(pd.read_csv(tmp_path / "p.csv")) == 1_003
 
 
-def test_evaluate_refuses_a_csv_changed_since_training(tmp_path):
-    """The run's test split is rebuilt from the CSV by row position: other rows (here the same rows shuffled)
-    would put training rows in it. The run folder keeps the file's sha256 (sha256sum's format)."""
+def test_evaluate_and_resume_refuse_a_csv_changed_since_training(tmp_path):
+    """The run's splits are rebuilt from the CSV by row position: other rows (here the same rows shuffled)
+    would put training rows in the test split. The run folder keeps the file's sha256 (sha256sum's format),
+    and the file checked is the one the run's config.edn names (it may have moved)."""
     csv = tmp_path / "data.csv"
     synthetic.generate(seed=2, rows=6_000, frauds=60).to_csv(csv, index=False)
     on_csv = [f"data={csv}", *(o for o in SMALL if not o.startswith(("data=", "synthetic=")))]
     run = fraud.run(config.load("fraud", [*on_csv, "epoch-count=1", f"run-dir={tmp_path / 'runs'}"]), "csv", quiet=True)
-    recorded, path = (run.run_dir / fraud.DATA_SHA256).read_text().split()
-    assert path == str(csv.resolve()) and len(recorded) == 64
+    stamp = run.run_dir / fraud.DATA_SHA256
+    assert stamp.read_text() == f"{kaggle.sha256_of(csv)}  {csv.resolve()}\n"
     assert fraud.evaluate(run.run_dir)[0].as_dict() == run.test_report.as_dict()
-    frame = pd.read_csv(csv)
-    frame.sample(frac=1.0, random_state=0).to_csv(csv, index=False)
-    with pytest.raises(DataError, match=rf"^evaluate: {csv.resolve()} is not the file .* trained on .* --data"):
+    moved = tmp_path / "moved.csv"  # the same bytes elsewhere, config.edn pointed at them
+    shutil.copy(csv, moved)
+    config_edn = run.run_dir / "config.edn"
+    original = config_edn.read_text()
+    config_edn.write_text(original.replace(str(csv.resolve()), str(moved.resolve())))
+    assert fraud.evaluate(run.run_dir)[0].as_dict() == run.test_report.as_dict()
+    pd.read_csv(moved).sample(frac=1.0, random_state=0).to_csv(moved, index=False)  # same rows, new order
+    with pytest.raises(DataError, match=rf"^evaluate: {moved.resolve()} is not the file .* trained on .* --data"):
         fraud.evaluate(run.run_dir)
-    assert fraud.evaluate(run.run_dir, str(csv))[1].startswith("CSV file")  # scoring a file stays possible
+    with pytest.raises(DataError, match=r"^resume: .* is not the file .* it cannot be resumed on other data"):
+        fraud.resume(run.run_dir, ["epoch-count=2"], quiet=True)
+    assert fraud.evaluate(run.run_dir, str(moved))[1].startswith("CSV file")  # scoring a file stays possible
+    config_edn.write_text(original)
+    stamp.write_text("")
+    with pytest.raises(CheckpointError, match=rf"^{stamp} is damaged: it holds no sha256"):
+        fraud.evaluate(run.run_dir)
 
 
 @pytest.mark.parametrize(
@@ -130,3 +142,11 @@ def test_a_damaged_inference_record_is_a_checkpoint_error(finished, tmp_path, da
     (run / "inference.json").write_text(json.dumps(damage(record)))
     with pytest.raises(CheckpointError, match=f"^{run / 'inference.json'} is damaged: .*{needle}"):
         fraud.load_model(run)
+
+
+def test_score_names_the_feature_columns_a_frame_lacks(finished, new_rows):
+    model = fraud.load_model(finished.run_dir)
+    frame = pd.read_csv(new_rows)
+    assert fraud.score(model, frame).shape == (len(frame), 2)
+    with pytest.raises(DataError, match=r"^the rows lack the network's feature column\(s\) V3, Amount$"):
+        fraud.score(model, frame.drop(columns=["V3", "Amount"]))

@@ -1,6 +1,7 @@
 """Nothing is lost: resume is bit-identical to an uninterrupted run; Ctrl-C stops cleanly and says how to go on."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -210,3 +211,26 @@ def _interrupt_inside(handler) -> bool:
 def test_uninterrupted_delivers_a_held_ctrl_c_as_it_would_have_been():
     assert _interrupt_inside(signal.default_int_handler) is True
     assert _interrupt_inside(signal.SIG_IGN) is False  # a background job's ignored SIGINT stays ignored
+
+
+def test_an_interrupted_run_without_a_folder_continues_from_the_errors_result(parts):
+    """No run folder: the error's ``.result`` holds the run up to its last finished epoch, and continuing
+    from it with ``previous=`` is bit-identical to an uninterrupted run."""
+    straight = train_for(parts, 3)
+
+    def stop_after_second(record):
+        if record.epoch == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted) as err:
+            train_for(parts, 3, on_epoch=stop_after_second)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert re.search(r"epoch 2; the best network so far \(epoch \d\) is kept in this error's \.result$", str(err.value))
+    so_far = err.value.result
+    assert len(so_far.history) == 2
+    continued = train_for(parts, 3, previous=so_far)
+    assert same(jax.device_get(continued.state.params), jax.device_get(straight.state.params))
+    assert same(continued.params, straight.params) and continued.best.epoch == straight.best.epoch

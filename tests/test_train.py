@@ -127,7 +127,7 @@ def test_nan_loss_stops_with_epoch_and_step_keeping_the_best(data, tmp_path):
         run(data, epochs=3, opt=opt, run_dir=tmp_path)
     assert err.value.epoch == 1 and err.value.step > 5
     assert str(err.value).startswith(f"loss became nan at epoch 2, step {err.value.step + 1};")  # counted from 1
-    assert err.value.result.best.epoch == 0
+    assert err.value.result.best.epoch == 0 and np.isnan(err.value.loss)
     assert f"the best network so far (epoch 1) is kept in {tmp_path}/best.npz" in str(err.value)
     assert checkpoint.load(tmp_path / "best.npz").epoch == 0
 
@@ -197,3 +197,24 @@ def test_epoch_size_must_be_a_multiple_of_batch_size():
             epoch_size=1_001,
             batch_size=50,
         )
+
+
+def test_an_undefined_metric_is_written_as_json_null(tmp_path):
+    """An AUROC with one class is NaN, which JSON lacks: log.jsonl holds null, and reads back."""
+    record = train.EpochRecord(
+        0, 0.25, {"auroc": float("nan"), "f-beta": np.float32(0.5), "tp": np.int64(3)}, 1.0, True
+    )
+    line = record.as_json()
+    assert json.loads(line) == {
+        "epoch": 1,
+        "loss": 0.25,
+        "seconds": 1.0,
+        "best": True,
+        "auroc": None,
+        "f-beta": 0.5,
+        "tp": 3,
+    }
+    (tmp_path / "log.jsonl").write_text(line + "\n")
+    (back,) = train.read_log(tmp_path / "log.jsonl")
+    assert back.metrics["auroc"] is None
+    assert "nan" in repr(train.TrainResult(None, back, (back,), None))

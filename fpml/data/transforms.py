@@ -238,10 +238,10 @@ def plan_augmentation(
     if positives.count < 2:
         raise DataError(f"augmentation needs at least 2 positive rows, the training data has {positives.count}")
     wanted = int(round(target_share * negatives / (1.0 - target_share)))
-    if wanted >= MAX_ROWS:
+    if negatives + wanted >= MAX_ROWS:
         raise ConfigError(
             f":augment :target-share {target_share!r} of {negatives:,} negative rows means {wanted:,} positive rows, "
-            f"more than the 2^31 rows a stream indexes: lower it"
+            f"{negatives + wanted:,} rows in all, more than the 2^31 rows a stream indexes: lower it"
         )
     variances = positives.m2 / (positives.count - 1)
     if not np.any(variances):
@@ -267,10 +267,11 @@ def add_noisy_positives(key: jax.Array, plan: AugmentPlan, data: Dataset) -> Dat
     positives = data.x[data.labels == 1].astype(np.float64)
     if plan.extra and not len(positives):
         raise DataError(f"cannot add {plan.extra} noisy copies of positive rows: the data has none")
-    needed, memory = plan.extra * data.x.shape[1] * 4, _physical_memory()
+    rows, memory = len(data) + plan.extra, _physical_memory()
+    needed = rows * (data.x.shape[1] + data.y.shape[1]) * 4  # the augmented copy of every row, float32
     if data.spill_dir is None and memory and needed > memory:
         raise DataError(
-            f"augmentation would add {plan.extra:,} rows ({needed / 2**30:.1f} GiB) to data held in memory "
+            f"augmentation would make {rows:,} rows ({needed / 2**30:.1f} GiB) of data held in memory "
             f"({memory / 2**30:.1f} GiB on this machine): lower :augment :target-share, or keep the data in "
             "memory-mapped files with :chunk-rows"
         )
