@@ -618,7 +618,13 @@ def evaluate(
         label = info["label"]
         columns = list(dict.fromkeys([*info["features"], *info["log1p-columns"], label]))
         frames = io.read_csv_chunks(
-            source.path, chunk_rows, columns, label, ignore_others=True, non_negative=info["log1p-columns"]
+            source.path,
+            chunk_rows,
+            columns,
+            label,
+            ignore_others=True,
+            non_negative=info["log1p-columns"],
+            both_classes=False,  # a file of one class scores too (AUROC is then undefined: NaN)
         )
         chunks = _scored(model, frames, chunk_rows)
         pairs = [(frame[label].to_numpy(), scores[:, -1]) for frame, scores in chunks]

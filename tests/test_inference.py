@@ -150,3 +150,14 @@ def test_score_names_the_feature_columns_a_frame_lacks(finished, new_rows):
     assert fraud.score(model, frame).shape == (len(frame), 2)
     with pytest.raises(DataError, match=r"^the rows lack the network's feature column\(s\) V3, Amount$"):
         fraud.score(model, frame.drop(columns=["V3", "Amount"]))
+
+
+def test_evaluate_scores_a_file_of_one_class(finished, tmp_path):
+    """Training needs both classes; scoring does not: a file of normal rows only gives its false positives."""
+    normal = tmp_path / "normal.csv"
+    frame = synthetic.generate(seed=9, rows=1_003, frauds=20)
+    frame[frame["Class"] == 0].to_csv(normal, index=False)
+    report, _ = fraud.evaluate(finished.run_dir, str(normal))
+    (tn, fp), (fn, tp) = report.confusion.tolist()
+    assert tn + fp == 983 and fn == tp == 0
+    assert report.recall == 0.0 and np.isnan(report.auroc)

@@ -300,6 +300,7 @@ def read_csv_chunks(
     ignore_others: bool = False,
     part: tuple[int, int] | None = None,
     non_negative: Sequence[str] = (),
+    both_classes: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """:func:`read_csv` ``chunk_rows`` rows at a time (``None``: at once): validated frames, lazily; errors
     name the file's row.
@@ -307,7 +308,7 @@ def read_csv_chunks(
     ``ignore_others`` drops columns not in ``columns`` (an id, a column the network does not use) instead
     of refusing them, for scoring a labelled file with a trained network. ``part=(index, count)`` reads
     only that part of the data lines (:func:`part_bytes`: one process's share); it may hold one class, or
-    no rows.
+    no rows. ``both_classes=False`` accepts a file of one class (scoring; training needs both).
     """
     classes: set[int] = set()
     for first_row, raw in _raw_chunks(path, chunk_rows, part):
@@ -323,7 +324,7 @@ def read_csv_chunks(
             frame = validate_frame(raw, str(path), columns, label, before + first_row, non_negative)
         classes.update(frame[label].unique().tolist())
         yield frame
-    if part is None:
+    if part is None and both_classes:
         check_classes(classes, str(path), label)
 
 
