@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -112,7 +114,16 @@ def use_compilation_cache(folder: str | None) -> None:
     """
     if folder is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
-    jax.config.update("jax_compilation_cache_dir", str(Path(folder).expanduser()))
+    path = Path(folder).expanduser()
+    try:  # an unusable cache only costs compile time: say so once, and train without it
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        why = "it is a file" if path.is_file() else (err.strerror or str(err))
+        print(f"fpml: warning: :compile-cache {folder} cannot be used ({why}); compiling without it", file=sys.stderr)
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 from fpml import checkpoint, config
@@ -162,3 +163,16 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
     child.stdout.close()  # long before the layer table is printed (the child is still importing)
     assert child.wait(timeout=120) == 141
     assert child.stderr.read() == b""
+
+
+def test_an_unusable_compile_cache_is_one_warning_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    from fpml import runtime
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    (tmp_path / "a-file").write_text("")
+    before = jax.config.jax_compilation_cache_dir
+    runtime.use_compilation_cache(str(tmp_path / "a-file"))
+    assert capsys.readouterr().err == (
+        f"fpml: warning: :compile-cache {tmp_path / 'a-file'} cannot be used (it is a file); compiling without it\n"
+    )
+    assert jax.config.jax_compilation_cache_dir == before
