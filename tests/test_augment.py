@@ -136,16 +136,21 @@ def test_originals_first_copies_equal_noise_bounded_and_uniform(data, rule):
 
 
 def test_scale_rules_differ_as_documented(data):
-    euclid = spread(data, 100.0, "euclidean-norm")
-    count = spread(data, 100.0, "feature-count")
+    positives = transforms.moments(data.x[data.labels == 1])
+    euclid, count = (
+        transforms.plan_augmentation(0.5, 100.0, rule, 3000, positives).spread
+        for rule in ("euclidean-norm", "feature-count")
+    )
     var = data.x[data.labels == 1].astype(np.float64).var(axis=0, ddof=1)
-    np.testing.assert_allclose(euclid / count, N_FEATURES / np.linalg.norm(var))
+    np.testing.assert_allclose(euclid, var * 100.0 / np.linalg.norm(var), rtol=1e-6)
+    np.testing.assert_allclose(count, var * 100.0 / N_FEATURES, rtol=1e-6)
     a = transforms.augment_positives(jax.random.key(4), 0.5, 100.0, "euclidean-norm", data)
     b = transforms.augment_positives(jax.random.key(4), 0.5, 100.0, "feature-count", data)
     n = len(data)
-    # same key, same uniform draws: the new rows' offsets from their (shared) sources scale by the rule ratio
+    # same key, same uniform draws u in [-1, 1): the new rows differ by u * (euclid - count), so the ratio
+    # is u itself, spread over nearly all of [-1, 1) (and 0 everywhere if the rule were ignored)
     ratio = (a.x[n:].astype(np.float64) - b.x[n:]) / (euclid - count)
-    assert np.abs(ratio).max() <= 1.0 + 1e-3
+    assert 0.95 < np.abs(ratio).max() <= 1.0 + 1e-3
 
 
 def test_bad_scale_rule_is_a_config_error(data):

@@ -403,3 +403,45 @@ def test_fitted_statistics_and_plans_are_read_only(small_frame):
     for array in (stats.mean, stats.std, moments.mean, moments.m2, plan.spread):
         with pytest.raises(ValueError, match="read-only"):
             array[0] = 100.0
+
+
+def test_a_class_of_small_class_rows_is_shuffled_by_sorting_random_words():
+    """At the boundary (64 rows) the pass is the stable order of 64 random words from the pass's key."""
+    n, key = stream.SMALL_CLASS, jax.random.key(0)
+    got = np.asarray(stream.epoch_indices(stream.shuffled(n), key, 0, n))
+    pass_key = jax.random.fold_in(jax.random.fold_in(key, 0), 0)  # class 0, pass 0
+    expected = np.argsort(np.asarray(jax.random.bits(pass_key, (n,), jnp.uint32)), kind="stable")
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_each_class_is_shuffled_with_its_own_key():
+    labels = np.tile([0, 1], 32)  # two classes of 32 rows: row 2i is class 0, row 2i + 1 class 1
+    rows = np.asarray(stream.epoch_indices(stream.class_balanced(labels), jax.random.key(0), 0, 64))
+    assert not np.array_equal(rows[0::2] // 2, rows[1::2] // 2)  # not the same permutation of both classes
+
+
+def _csv_with(tmp_path, cells):
+    frame = synthetic.generate(seed=1, rows=20, frauds=2).astype(str)
+    for (row, column), value in cells.items():
+        frame.loc[row, column] = value
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_value_beyond_float32_is_refused_on_either_side(tmp_path):
+    for value in ("1e39", "-1e39"):
+        with pytest.raises(DataError, match=f"'{value}' is too large"):
+            io.read_csv(_csv_with(tmp_path, {(4, "V2"): value}))
+
+
+def test_a_zero_in_a_log1p_column_is_accepted(tmp_path):
+    """The real Kaggle file has transactions of Amount 0: log1p(0) = 0 is fine, only negatives are not."""
+    frame = io.read_csv(_csv_with(tmp_path, {(4, "Amount"): "0"}), non_negative=["Amount"])
+    assert frame["Amount"][4] == 0.0
+
+
+def test_byte_parts_start_exactly_on_the_line_a_boundary_falls_on(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("a\n" + "1\n" * 10)  # a 2-byte header and ten 2-byte lines: byte 12 starts line 6
+    assert io.part_bytes(path, 0, 2) == (2, 12) and io.part_bytes(path, 1, 2) == (12, 22)

@@ -38,6 +38,8 @@ def test_cpu_cores_auto_confines_only_small_networks():
     assert runtime.cpu_cores("auto", big, 1000) is None
     assert runtime.cpu_cores("all", cfg["network"], 100) is None
     assert runtime.cpu_cores(1, cfg["network"], 100) == 1
+    assert runtime.cpu_cores(10_000, cfg["network"], 100) == len(os.sched_getaffinity(0))  # no more than there are
+    assert runtime.cpu_cores("auto", cfg["network"], 100, multi_process=True) is None  # processes may share a host
     assert runtime.step_flops(cfg["network"], 100) == 6 * 100 * (29 * 20 + 20 * 10 + 10 * 2)
     try:
         runtime.cpu_cores(0, cfg["network"], 100)

@@ -1,6 +1,7 @@
 """Keyed counter-hash bits (fpml.hashing) and the dropout masks made from them: uniform, independent, seeded."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
@@ -41,3 +42,36 @@ def test_dropout_keeps_the_right_share_independently(keep):
     assert abs(both - keep * keep) < 0.01
     other = np.asarray(net.apply({}, x, key=jax.random.key(8), train=True)) != 0
     assert abs((kept & other).mean() - keep * keep) < 0.01
+
+
+M32 = 0xFFFFFFFF
+
+
+def lowbias32(x: int) -> int:
+    """Chris Wellons' lowbias32 in plain Python integers: an independent reference for ``mix32``."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & M32
+    return x ^ (x >> 16)
+
+
+def test_mix32_is_lowbias32():
+    xs = [0, 1, 2, 12345, 0x80000000, M32]
+    assert np.asarray(hashing.mix32(jnp.asarray(xs, jnp.uint32))).tolist() == [lowbias32(x) for x in xs]
+
+
+def test_uniform_bits_hash_each_position_twice_with_the_keys_two_words():
+    key = jax.random.key(0)
+    s0, s1 = (int(v) for v in np.asarray(jax.random.bits(key, (2,), jnp.uint32)))
+    got = np.asarray(hashing.uniform_bits(key, (2, 3))).ravel().tolist()
+    assert got == [lowbias32((lowbias32(i ^ s0) + s1) & M32) for i in range(6)]
+
+
+def test_one_input_bit_flips_about_half_the_output_bits():
+    x = np.random.default_rng(0).integers(0, 2**32, 2_000, dtype=np.uint64).astype(np.uint32)
+    base = np.asarray(hashing.mix32(jnp.asarray(x)))
+    for bit in (0, 7, 16, 31):
+        flipped = np.asarray(hashing.mix32(jnp.asarray(x ^ np.uint32(1 << bit))))
+        changed = np.unpackbits((base ^ flipped).view(np.uint8)).reshape(len(x), 32).sum(axis=1)
+        assert 15.5 < changed.mean() < 16.5

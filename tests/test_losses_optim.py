@@ -152,3 +152,12 @@ def test_noisy_sgd_draws_its_noise_from_the_given_key():
     assert not np.array_equal(first_update(spec, a), first_update(spec, b))
     with_own = "{:name :noisy-sgd :learning-rate 0.1 :eta 1.0 :key 3}"
     np.testing.assert_array_equal(first_update(with_own, a), first_update(with_own, b))
+
+
+def test_binary_cross_entropy_sums_over_output_columns():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((8, 2)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 8)]
+    s = 1 / (1 + np.exp(-z))
+    expected = -(y * np.log(s) + (1 - y) * np.log(1 - s)).sum(1)
+    np.testing.assert_allclose(losses.binary_cross_entropy(z, y), expected, rtol=1e-5)

@@ -240,3 +240,18 @@ def test_label_takes_a_column_of_p_positive_and_refuses_other_matrices():
         metrics.label(np.ones((2, 3)) / 3)
     with pytest.raises(ValueError, match=r"got shape \(2, 1, 1\)"):
         metrics.report(np.array([0, 1]), positive[:, None, None])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("beta", [0.5, 2.0])
+def test_best_threshold_maximises_f_beta_by_brute_force(seed, beta):
+    y, scores = _labels_and_scores(seed, tied=True)
+    threshold, best = metrics.best_threshold(y, scores, beta)
+    by_sklearn = {t: skm.fbeta_score(y, (scores >= t).astype(int), beta=beta) for t in np.unique(scores)}
+    assert best == pytest.approx(max(by_sklearn.values()))
+    assert by_sklearn[threshold] == pytest.approx(best)
+
+
+def test_best_threshold_weighs_recall_by_beta():
+    y, scores = np.array([1, 0, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6])
+    assert metrics.best_threshold(y, scores, beta=2.0) == (0.6, pytest.approx(5 / 6))  # F2 0.556 at 0.9

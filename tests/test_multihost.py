@@ -314,3 +314,39 @@ def test_a_run_folder_process_0_cannot_create_stops_every_process(tmp_path):
     cannot = r":run-dir .*a-file/runs: cannot create the run folder .* \(Not a directory\)\n"
     assert re.fullmatch(rf"fpml: error: {cannot}", errors[0]), errors[0]
     assert re.fullmatch(rf"fpml: error: process 0 of 2: {cannot}", errors[1]), errors[1]
+
+
+def test_process_slices_are_contiguous_cover_every_row_and_differ_by_at_most_one():
+    assert [distributed.process_slice(11, p, 3) for p in range(3)] == [slice(0, 3), slice(3, 7), slice(7, 11)]
+    for n in range(30):
+        for count in range(1, 7):
+            parts = [distributed.process_slice(n, p, count) for p in range(count)]
+            assert parts[0].start == 0 and parts[-1].stop == n
+            assert all(a.stop == b.start for a, b in zip(parts, parts[1:], strict=False))
+            sizes = [part.stop - part.start for part in parts]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_each_process_draws_with_its_own_key():
+    key = jax.random.key(3)
+    data = lambda k: jax.random.key_data(k).tolist()  # noqa: E731
+    assert data(distributed.process_key(key, 0, 2)) != data(distributed.process_key(key, 1, 2))
+    assert data(distributed.process_key(key, 1, 2)) == data(jax.random.fold_in(key, 1))
+    assert distributed.process_key(key, 0, 1) is key  # one process draws what it always drew
+
+
+def test_all_rows_gathers_processes_of_different_row_counts(monkeypatch):
+    """A second process holding 1 row against this one's 3, faked: its zero padding must not be gathered."""
+    other = np.array([[7.0, 8.0]])
+
+    def allgather(x):
+        if x.dtype == np.uint32:  # the row counts, int64 viewed as uint32
+            return np.stack([x, np.array([len(other)], np.int64).view(np.uint32)])
+        theirs = np.zeros_like(x)
+        theirs[: len(other)] = other.view(np.uint8).reshape(len(other), -1)
+        return np.stack([x, theirs])
+
+    monkeypatch.setattr(distributed.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(distributed.multihost_utils, "process_allgather", allgather)
+    mine = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(distributed.all_rows(mine), np.r_[mine, other])
