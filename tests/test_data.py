@@ -445,3 +445,46 @@ def test_byte_parts_start_exactly_on_the_line_a_boundary_falls_on(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\n" + "1\n" * 10)  # a 2-byte header and ten 2-byte lines: byte 12 starts line 6
     assert io.part_bytes(path, 0, 2) == (2, 12) and io.part_bytes(path, 1, 2) == (12, 22)
+
+
+def _two_equal_classes(n: int = 100):
+    labels = np.r_[np.zeros(n, int), np.ones(n, int)]
+    x = np.stack([np.arange(2 * n), np.zeros(2 * n)], axis=1).astype(np.float32)
+    return dataset(x, np.eye(2, dtype=np.float32)[labels], ("id", "f"))
+
+
+def test_split_draws_each_class_with_its_own_key():
+    """Equal-sized classes must not lose the same positions to the test set."""
+
+    data = _two_equal_classes()
+    for seed in range(3):
+        _, test = transforms.split(jax.random.key(seed), 50, data)
+        ids = test.x[:, 0].astype(int)
+        class0, class1 = ids[ids < 100], ids[ids >= 100] - 100
+        assert len(class0) == len(class1) == 25
+        assert class0.tolist() != class1.tolist()  # independent draws: same 25 of 100 has odds ~1e-23
+
+
+def test_concatenate_refuses_parts_with_other_features():
+    """concatenate's ``part.features != first.features`` check removed (columns silently misaligned)."""
+
+    y = np.eye(2, dtype=np.float32)[[0, 1]]
+    a = dataset(np.zeros((2, 2), np.float32), y, ("a", "b"))
+    b = dataset(np.ones((2, 2), np.float32), y, ("b", "a"))
+    whole = transforms.concatenate([a, a])
+    assert len(whole) == 4 and whole.features == ("a", "b")
+    with pytest.raises(DataError, match="features"):
+        transforms.concatenate([a, b])
+    with pytest.raises(DataError, match="features"):
+        transforms.concatenate(iter([a, a, b]))
+
+
+def test_take_returns_every_given_row_even_repeated():
+    """More rows than the data holds (repeats, as oversampling takes them), every one of them."""
+
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    data = dataset(x, np.eye(2, dtype=np.float32)[[0, 1, 0]], ("a", "b"))
+    rows = np.array([2, 0, 0, 1, 2])
+    out = transforms.take(data, rows)
+    np.testing.assert_array_equal(out.x, x[rows])
+    np.testing.assert_array_equal(out.y, data.y[rows])

@@ -642,3 +642,47 @@ def test_keys_that_differ_as_values_are_two_keys():
 def test_edn_nested_too_deeply_is_a_config_error(depth):
     with pytest.raises(ConfigError, match="nested too deeply"):
         edn.loads("[" * depth + "]" * depth, "deep.edn")
+
+
+_LOGISTIC = "[{:type :input :size 3} {:type :linear->logistic :size 1}]"
+
+
+def test_test_size_fraction_must_be_below_one():
+    """A fraction 1.0 would leave no training rows."""
+
+    assert config.from_text("{:network " + _LOGISTIC + " :test-size 0.5}")["test-size"] == 0.5
+    for bad in ("1.0", "0.0", "-0.5", "0"):
+        with pytest.raises(ConfigError, match="test-size"):
+            config.from_text("{:network " + _LOGISTIC + " :test-size " + bad + "}")
+    with pytest.raises(ConfigError, match="validation-size"):
+        config.from_text("{:network " + _LOGISTIC + " :validation-size 1.0}")
+
+
+def test_class_weights_of_too_many_entries_are_refused():
+    """Extra weights are refused, not silently ignored."""
+
+    with pytest.raises(ConfigError, match=r":class-weights has 3 entries, the network has 2 classes"):
+        config.from_text("{:network " + _LOGISTIC + " :class-weights [1 10 5]}")
+
+
+def test_stream_positions_stop_below_2_to_the_31():
+    """Exactly 2^31 draws per stream would overflow its int32 positions."""
+
+    # 2^21 / 2 classes = 2^20 draws per epoch
+    base = "{:network " + _LOGISTIC + " :batch-size 64 :epoch-size 2097152 :epoch-count %d}"
+    assert config.from_text(base % 2047)["epoch-count"] == 2047  # 2^31 - 2^20 positions: fits
+    with pytest.raises(ConfigError, match="2,147,483,648 rows per stream"):
+        config.from_text(base % 2048)  # exactly 2^31 positions: the last is past int32
+
+
+def test_a_shuffled_stream_needs_no_multiple_of_the_classes():
+    """Only a class-balanced stream interleaves the classes, so only it needs an epoch of whole rounds."""
+
+    cfg = config.from_text("{:network " + _LOGISTIC + " :stream :shuffled :epoch-size 75 :batch-size 25}")
+    assert cfg["epoch-size"] == 75
+    with pytest.raises(ConfigError, match="2 classes"):
+        config.from_text("{:network " + _LOGISTIC + " :stream :class-balanced :epoch-size 75 :batch-size 25}")
+    cfg = config.from_text(
+        "{:network " + _LOGISTIC + " :stream :shuffled :epoch-size 2147483647 :batch-size 1 :epoch-count 1}"
+    )
+    assert cfg["epoch-count"] == 1  # 2^31 - 1 positions of one shuffled stream fit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import jax
@@ -398,3 +399,60 @@ def test_a_softmax_over_one_output_is_refused():
     with pytest.raises(ConfigError, match=r"network layer 2 \(softmax-1\): a softmax over 1 output .* :logistic"):
         network.build([layers.input(5), layers.linear(1), layers.softmax()])
     assert network.build([layers.input(5), layers.linear(1), layers.activation("logistic")]).output_size == 1
+
+
+def test_selu_and_gelu_match_their_formulas():
+    """selu and gelu (JAX's tanh form) against their formulas in float64."""
+    x = np.random.default_rng(1).normal(scale=3.0, size=(9, 7)).astype(np.float32)
+    selu = np.asarray(network.build([layers.input(7), layers.activation("selu")]).apply({}, x))
+    alpha, scale = 1.6732632423543772, 1.0507009873554805
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(selu, scale * np.where(x64 > 0, x64, alpha * np.expm1(x64)), rtol=1e-5, atol=1e-6)
+    gelu = np.asarray(network.build([layers.input(7), layers.activation("gelu")]).apply({}, x))
+    ref = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)))  # jax's default (tanh)
+    np.testing.assert_allclose(gelu, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_keep_zero_and_rate_one_are_refused():
+    """keep 0 (rate 1) would drop every unit and divide by 0; keep 1 is allowed."""
+    with pytest.raises(ConfigError, match="keep"):
+        network.build([layers.input(3), layers.dropout(keep=0.0)])
+    with pytest.raises(ConfigError, match="rate"):
+        network.build([layers.input(3), layers.dropout(rate=1.0)])
+    network.build([layers.input(3), layers.dropout(keep=1.0)])  # the upper bound is allowed
+
+
+def test_parents_may_only_name_the_previous_layer():
+    """A network is a chain: :parents may name only the layer before, never a branch or a skip."""
+    ok = [layers.input(3), layers.linear(4), {"type": "linear", "size": 2, "parents": ["linear-1"]}]
+    assert [str(layer["id"]) for layer in network.normalize(ok)] == ["input-1", "linear-1", "linear-2"]
+    branch = [layers.input(3), layers.linear(4), {"type": "linear", "size": 2, "parents": ["input-1", "linear-1"]}]
+    with pytest.raises(ConfigError, match="branch"):
+        network.normalize(branch)
+    skip = [layers.input(3), layers.linear(4), {"type": "linear", "size": 2, "parents": ["input-1"]}]
+    with pytest.raises(ConfigError, match="branch"):
+        network.normalize(skip)
+    with pytest.raises(ConfigError, match="not an earlier layer"):
+        network.normalize([layers.input(3), {"type": "linear", "size": 2, "parents": ["nope"]}])
+
+
+def test_logits_of_a_headless_network_are_its_outputs():
+    """Without a softmax/logistic head, ``logits`` is the whole network, last layer included."""
+    for description in (
+        [layers.input(3), layers.linear(2)],
+        [layers.input(3), layers.linear_then("relu", 4), layers.linear(2), layers.activation("tanh")],
+    ):
+        net = network.build(description)
+        assert net.head is None
+        params = net.init(jax.random.key(0))
+        x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+        np.testing.assert_array_equal(np.asarray(net.logits(params, x)), np.asarray(net.apply(params, x)))
+
+
+def test_a_linear_layer_before_another_linear_takes_glorot_init():
+    """A linear layer's init follows its own activation: before another sized layer it has none (Glorot),
+    whatever activation comes two layers on."""
+    fan_in, fan_out = 400, 1600
+    net = network.build([layers.input(fan_in), layers.linear(fan_out), layers.linear(8), layers.activation("relu")])
+    std = float(np.asarray(net.init(jax.random.key(0))["linear-1"]["w"]).std())
+    assert std == pytest.approx(np.sqrt(2 / (fan_in + fan_out)), rel=0.03)  # glorot, not he (0.0707)

@@ -8,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from fpml import checkpoint, edn, losses, network, optim, train
+from fpml import checkpoint, edn, layers, losses, network, optim, train
 from fpml.data import stream
+from fpml.data.dataset import dataset
 from fpml.errors import ConfigError, TrainingDiverged
 
 NET = edn.loads("""[{:type :input :size 29 :id :data} {:type :linear->relu :size 8} {:type :dropout :keep 0.9}
@@ -218,3 +219,28 @@ def test_an_undefined_metric_is_written_as_json_null(tmp_path):
     (back,) = train.read_log(tmp_path / "log.jsonl")
     assert back.metrics["auroc"] is None
     assert "nan" in repr(train.TrainResult(None, back, (back,), None))
+
+
+def _tiny_binary():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(40, int), np.ones(40, int)]
+    x = (rng.normal(size=(80, 3)) + labels[:, None]).astype(np.float32)
+    data = dataset(x, np.eye(2, dtype=np.float32)[labels], ("a", "b", "c"))
+    net = network.build([layers.input(3), layers.linear(2), layers.softmax()])
+    return net, data
+
+
+def test_an_equal_f_beta_is_not_a_new_best():
+    """A tie keeps the earlier epoch as the best (Cortex keeps the first of equals too)."""
+
+    net, data = _tiny_binary()
+    judge = train.classification_test_fn(net, data)
+    params = net.init(jax.random.key(0))
+    first = judge(params, None)
+    assert first.best
+    record = train.EpochRecord(0, 0.5, first.metrics, 0.0, True)
+    again = judge(params, record)
+    assert again.metrics["f-beta"] == first.metrics["f-beta"]
+    assert not again.best  # the same score: the earlier epoch stays the best
+    worse = train.EpochRecord(0, 0.5, {**first.metrics, "f-beta": first.metrics["f-beta"] - 1e-6}, 0.0, True)
+    assert judge(params, worse).best
