@@ -176,7 +176,7 @@ def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
     restored = []
     for i, (want, have) in enumerate(zip(wanted, leaves, strict=True)):
         raw = _key_data(want)
-        shape, dtype = np.shape(raw), np.dtype(getattr(raw, "dtype", None) or np.asarray(raw).dtype)
+        shape, dtype = np.shape(raw), (raw.dtype if hasattr(raw, "dtype") else np.asarray(raw).dtype)
         if (shape, dtype) != (have.shape, have.dtype):
             raise CheckpointError(
                 f"checkpoint optimizer state array {i} is {have.dtype}{list(have.shape)}, the optimizer needs "

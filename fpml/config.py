@@ -287,19 +287,16 @@ SETTINGS: Mapping[str, Setting] = {
 }
 
 
-def validate(raw: Any, source: str = "config", overridden: Mapping[str, str | Sequence[str]] | None = None) -> PMap:
+def validate(raw: Any, source: str = "config", overridden: Mapping[str, Sequence[str]] | None = None) -> PMap:
     """Check every key, fill defaults, and check the network and optimizer build. Returns the full config.
 
-    ``overridden`` maps a top-level key to the ``key=value`` override(s) that set it: a bad value is then
+    ``overridden`` maps a top-level key to the ``key=value`` overrides that set it: a bad value is then
     blamed on the override(s) rather than on ``source``.
     """
     overridden = overridden or {}
 
     def where(*keys: str) -> str:  # the override that set one of ``keys``, if any, else the file
-        items = next(
-            ([overridden[k]] if isinstance(overridden[k], str) else overridden[k] for k in keys if k in overridden),
-            None,
-        )
+        items = next((overridden[k] for k in keys if k in overridden), None)
         if items is None:
             return source
         return ("overrides " if len(items) > 1 else "override ") + " and ".join(repr(item) for item in items)

@@ -61,10 +61,9 @@ class TrainingInterrupted(FpmlError):
     ``result`` is the run up to that epoch (a :class:`fpml.train.TrainResult`), or ``None``."""
 
     def __init__(self, epoch: int, best_epoch: int | None, run_dir: object | None, result: object | None = None):
-        if run_dir is not None and best_epoch is not None:
-            where = f"; {_best_kept(best_epoch, run_dir)}; continue with: fpml resume {run_dir}"
-        else:
-            where = f"; {_best_kept(best_epoch, run_dir)}" if best_epoch is not None else ""
+        where = f"; {_best_kept(best_epoch, run_dir)}" if best_epoch is not None else ""
+        if where and run_dir is not None:
+            where += f"; continue with: fpml resume {run_dir}"
         super().__init__(f"training interrupted during epoch {epoch + 1}{where}")
         self.epoch, self.best_epoch, self.run_dir, self.result = epoch, best_epoch, run_dir, result
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +62,17 @@ def _fsync_dir(directory: Path) -> None:
         pass  # some file systems refuse fsync on a folder; the rename has happened
     finally:
         os.close(fd)
+
+
+def unwritable_folder(folder: str | Path) -> str | None:
+    """Why ``folder`` cannot be made (with its parents) and written to, or ``None`` when it can."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as err:
+        return "it is a file, not a folder" if folder.is_file() else (err.strerror or str(err))
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -102,7 +102,7 @@ def schedule(spec: Mapping[str, Any]) -> optax.Schedule:
         )
     args = {k: v for k, v in spec.items() if k != "schedule"}
     for arg, value in args.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and is_number(value):
+        if isinstance(value, int | float) and not isinstance(value, bool) and is_number(value) is not None:
             raise ConfigError(f"optimizer :learning-rate schedule :{name}: :{arg} must be finite, got {value!r}")
     return _call(SCHEDULES[name], args, f"optimizer :learning-rate schedule :{name}")
 
@@ -126,10 +126,10 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
     rate = args.get("learning-rate", DEFAULT_LEARNING_RATE)
     if isinstance(rate, Mapping):
         rate = schedule(rate)
-    elif is_positive(rate):
+    elif is_positive(rate) is not None:
         raise ConfigError(f":optimizer :learning-rate must be a positive number or a schedule map, got {rate!r}")
     for arg, value in args.items():
-        if arg != "learning-rate" and not (value is None or isinstance(value, bool) or not is_number(value)):
+        if arg != "learning-rate" and not (value is None or isinstance(value, bool) or is_number(value) is None):
             raise ConfigError(f":optimizer :{name}: :{arg} must be a finite number or true/false, got {value!r}")
     accepted = inspect.signature(OPTIMIZERS[name]).parameters
     if "learning_rate" in accepted:
@@ -140,6 +140,6 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
     clip = spec.get("clip-global-norm")
     if clip is None:
         return transform
-    if is_positive(clip):
+    if is_positive(clip) is not None:
         raise ConfigError(f":optimizer :clip-global-norm must be a positive number, got {clip!r}")
     return optax.chain(optax.clip_by_global_norm(clip), transform)

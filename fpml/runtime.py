@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import jax
 from jax._src import xla_bridge
 
 from fpml.errors import ConfigError
+from fpml.files import unwritable_folder
 from fpml.layers import LAYER_TYPES
 
 ONE_CORE_BELOW_FLOPS = 1e7
@@ -115,12 +115,8 @@ def use_compilation_cache(folder: str | None) -> None:
     if folder is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     path = Path(folder).expanduser()
-    try:  # an unusable cache only costs compile time: say so once, and train without it
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        why = "it is a file" if path.is_file() else (err.strerror or str(err))
+    why = unwritable_folder(path)
+    if why is not None:  # an unusable cache only costs compile time: say so once, and train without it
         print(f"fpml: warning: :compile-cache {folder} cannot be used ({why}); compiling without it", file=sys.stderr)
         return
     jax.config.update("jax_compilation_cache_dir", str(path))

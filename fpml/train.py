@@ -101,9 +101,8 @@ class TrainResult(NamedTuple):
         keys = ("precision", "recall", "f-beta", "auprc")
         lines = [f"{'epoch':>5}  {'loss':>8}  " + "  ".join(f"{k:>9}" for k in keys) + "  best"]
         for r in self.history:
-            cells = "  ".join(
-                f"{r.metrics.get(k) if r.metrics.get(k) is not None else float('nan'):9.4f}" for k in keys
-            )
+            values = (r.metrics.get(k) for k in keys)  # None: undefined (null in log.jsonl)
+            cells = "  ".join(f"{float('nan') if v is None else v:9.4f}" for v in values)
             lines.append(f"{r.epoch + 1:>5}  {r.loss:8.4f}  {cells}  {'*' if r.best else ''}")
         best = f"epoch {self.best.epoch + 1}" if self.best else "none"
         return f"TrainResult(best: {best} of {len(self.history)})\n" + "\n".join(lines)

@@ -575,9 +575,7 @@ def score(model: Model, frame: pd.DataFrame) -> np.ndarray:
 def _rows(model: Model, frame) -> np.ndarray:
     """Feature matrix of new rows, preprocessed as in training."""
     info = model.inference
-    missing = [c for c in dict.fromkeys([*info["features"], *info["log1p-columns"]]) if c not in frame.columns]
-    if missing:
-        raise DataError(f"the rows lack the network's feature column(s) {', '.join(missing)}")
+    frame = io.has_columns(frame, "the rows", list(dict.fromkeys([*info["features"], *info["log1p-columns"]])))
     frame = transforms.log1p_columns(info["log1p-columns"], frame)
     x = frame[info["features"]].to_numpy(np.float32)  # as training's to_dataset does, before standardizing
     if info["mean"] is None:

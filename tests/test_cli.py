@@ -173,6 +173,7 @@ def test_an_unusable_compile_cache_is_one_warning_and_training_goes_on(tmp_path,
     before = jax.config.jax_compilation_cache_dir
     runtime.use_compilation_cache(str(tmp_path / "a-file"))
     assert capsys.readouterr().err == (
-        f"fpml: warning: :compile-cache {tmp_path / 'a-file'} cannot be used (it is a file); compiling without it\n"
+        f"fpml: warning: :compile-cache {tmp_path / 'a-file'} cannot be used (it is a file, not a folder); "
+        "compiling without it\n"
     )
     assert jax.config.jax_compilation_cache_dir == before

@@ -148,7 +148,7 @@ def test_score_names_the_feature_columns_a_frame_lacks(finished, new_rows):
     model = fraud.load_model(finished.run_dir)
     frame = pd.read_csv(new_rows)
     assert fraud.score(model, frame).shape == (len(frame), 2)
-    with pytest.raises(DataError, match=r"^the rows lack the network's feature column\(s\) V3, Amount$"):
+    with pytest.raises(DataError, match=r"^the rows: missing column\(s\) V3, Amount; scoring needs "):
         fraud.score(model, frame.drop(columns=["V3", "Amount"]))
 
 

@@ -314,7 +314,7 @@ def read_csv_chunks(
     for first_row, raw in _raw_chunks(path, chunk_rows, part):
         if part is not None and raw.empty:  # a part of blank lines
             continue
-        raw = _has_columns(raw, path, columns)[list(columns)] if ignore_others else raw
+        raw = has_columns(raw, path, columns)[list(columns)] if ignore_others else raw
         try:
             frame = validate_frame(raw, str(path), columns, label, first_row, non_negative)
         except DataError:
@@ -334,10 +334,11 @@ def read_feature_chunks(
     """The named columns of a CSV as float64, ``chunk_rows`` rows at a time, lazily (files larger than memory);
     for prediction: other columns (a label, an id) may be present."""
     for first_row, raw in _raw_chunks(path, chunk_rows):
-        yield numeric(_has_columns(raw, path, columns), columns, str(path), first_row, non_negative)
+        yield numeric(has_columns(raw, path, columns), columns, str(path), first_row, non_negative)
 
 
-def _has_columns(frame: pd.DataFrame, path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+def has_columns(frame: pd.DataFrame, path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame``, or a :class:`DataError` naming the ``columns`` it lacks (``path`` says where it came from)."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; scoring needs {', '.join(columns)}")

