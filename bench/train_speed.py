@@ -4,8 +4,9 @@ Same network (29-20-dropout-10-2 softmax, the Cortex fraud net; scikit-learn's M
 one logistic output and its default L2 penalty), same optimizer (Adam 1e-3; PyTorch both with its default
 Adam and with ``fused=True``, its fastest on CPU), same class-balanced batches, on fpml's synthetic fraud
 data. Contenders are interleaved with pauses so one library's worker threads do not slow the next. Each core
-setting (one core: fpml's default for small networks, see ``fpml.runtime``; all cores) runs in its own child
-process, since XLA fixes its thread pool when it starts; every contender is measured in both, and ratios are
+setting (one core: fpml's default for small networks, with XLA's own loops for the matrix products, see
+``fpml.runtime``; all cores) runs in its own child process, since XLA fixes its thread pool and flags when it
+starts; every contender is measured in both, and ratios are
 against PyTorch's fastest setting. Peak memory is measured in one more child process per library.
 Run with ``make bench`` (``ARGS="--batch-sizes 100 1000 --rounds 5"``).
 """
@@ -289,7 +290,10 @@ def main() -> None:
         print(json.dumps(memory(args.memory)))
         return
     if args.cores:
-        runtime.confine_to_cores(1 if args.cores == "1" else None)  # every thread, before JAX's backend starts
+        cores = 1 if args.cores == "1" else None
+        runtime.confine_to_cores(cores)  # every thread, before JAX's backend starts
+        if all(runtime.inline_dots(cores, NET, batch_size) for batch_size in args.batch_sizes):
+            runtime.use_inline_dots()  # as fpml train does on one core (every contender of the child gets it)
         print(json.dumps(measure(args)))
         return
     console = Console(width=max(Console().width, 132))

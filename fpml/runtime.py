@@ -89,6 +89,36 @@ def confine_to_cores(count: int | None, block: int = 0) -> None:
             pass  # the thread has ended meanwhile
 
 
+#: XLA CPU flags that compile small matrix products as XLA's own tiled loops instead of calls into YNNPACK
+#: (its default) or multi-threaded Eigen; see :func:`use_inline_dots`.
+INLINE_DOT_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "--xla_cpu_experimental_ynn_fusion_type=")
+
+
+def inline_dots(cores: int | None, description: Sequence[Mapping], batch_size: int) -> bool:
+    """Whether to :func:`use_inline_dots`: in a process confined to one core, for a small network (a training
+    step under :data:`ONE_CORE_BELOW_FLOPS`, as ``:cpu-cores :auto`` decides)."""
+    return cores == 1 and step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
+
+
+def use_inline_dots() -> None:
+    """Have XLA compile small matrix products as its own tiled loops (:data:`INLINE_DOT_FLAGS`).
+
+    A library call costs several microseconds however small the product; a loop compiled for the shapes
+    costs about the arithmetic. With :func:`fpml.layers.affine`'s gradient, written for such loops, the
+    fraud network trains ~1.4x faster on one core (``docs/performance.md``). The price: products over many
+    rows (inference on a whole table) run ~1.3x slower, and Eigen no longer shares a product between cores,
+    so it is meant for one core. Must run before JAX starts its backend; a flag the ``XLA_FLAGS``
+    environment variable sets already is left as it is.
+    """
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError("use_inline_dots must be called before JAX starts its backend (before any jax array)")
+    flags = os.environ.get("XLA_FLAGS", "")
+    given = {flag.split("=")[0] for flag in flags.split()}
+    extra = [flag for flag in INLINE_DOT_FLAGS if flag.split("=")[0] not in given]
+    if extra:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
+
+
 #: Where cluster launchers say which of a host's processes this is.
 HOST_RANK_VARIABLES = ("SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK")
 

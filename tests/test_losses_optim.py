@@ -161,3 +161,25 @@ def test_binary_cross_entropy_sums_over_output_columns():
     s = 1 / (1 + np.exp(-z))
     expected = -(y * np.log(s) + (1 - y) * np.log(1 - s)).sum(1)
     np.testing.assert_allclose(losses.binary_cross_entropy(z, y), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(optim.ELEMENTWISE - {"noisy-sgd"}))  # noise: one flat draw, not per array
+def test_elementwise_optimizers_update_one_flat_vector_exactly_as_per_array(name):
+    built, reference = optim.optimizer({"name": name, "learning-rate": 0.01}), optim.OPTIMIZERS[name](0.01)
+    params = {"a": {"w": jnp.arange(6.0).reshape(2, 3) - 2, "b": jnp.array([0.5, -1.0, 2.0])}, "c": jnp.array(-3.0)}
+    states = built.init(params), reference.init(params)
+    assert len(jax.tree.leaves(states[0])) < len(jax.tree.leaves(states[1])) or name in ("sgd", "sign-sgd")
+    for step in range(3):
+        grads = jax.tree.map(lambda p, k=step + 1: jnp.cos(p * k), params)
+        (u1, s1), (u2, s2) = built.update(grads, states[0], params), reference.update(grads, states[1], params)
+        states = s1, s2
+        for got, want in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        params = optax.apply_updates(params, u1)
+
+
+def test_optimizers_that_treat_each_array_as_a_whole_stay_per_array():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    for name in sorted(set(optim.OPTIMIZERS) - optim.ELEMENTWISE):
+        built, reference = optim.optimizer({"name": name}), optim.OPTIMIZERS[name](optim.DEFAULT_LEARNING_RATE)
+        assert jax.tree.structure(built.init(params)) == jax.tree.structure(reference.init(params)), name

@@ -1,0 +1,64 @@
+"""Process-level settings made before JAX starts: XLA's own loops for small matrix products."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fpml import config, runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import os, sys
+from fpml import runtime
+if sys.argv[1] == "inline":
+    runtime.use_inline_dots()
+import jax, jax.numpy as jnp
+text = jax.jit(lambda x, w: jax.nn.relu(x @ w)).lower(jnp.ones((100, 29)), jnp.ones((29, 20))).compile().as_text()
+print(os.environ.get("XLA_FLAGS", ""))
+print("library call" if "ynn_fusion" in text else "inline")
+"""
+
+
+def _probe(mode: str, xla_flags: str | None = None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return out.stdout.rstrip("\n").split("\n")
+
+
+def test_use_inline_dots_compiles_products_as_xla_loops_instead_of_library_calls():
+    assert _probe("default") == ["", "library call"]
+    assert _probe("inline") == [" ".join(runtime.INLINE_DOT_FLAGS), "inline"]
+
+
+def test_use_inline_dots_leaves_flags_the_user_set():
+    flags, how = _probe("inline", "--xla_cpu_experimental_ynn_fusion_type=dot --xla_cpu_enable_fast_math=false")
+    assert flags.split() == [
+        "--xla_cpu_experimental_ynn_fusion_type=dot",
+        "--xla_cpu_enable_fast_math=false",
+        "--xla_cpu_multi_thread_eigen=false",
+    ]
+    assert how == "library call"  # the user's YNNPACK setting won
+
+
+def test_use_inline_dots_refuses_a_started_backend():
+    import jax.numpy as jnp
+
+    jnp.zeros(1).block_until_ready()
+    with pytest.raises(RuntimeError, match="before JAX starts its backend"):
+        runtime.use_inline_dots()
+
+
+def test_inline_dots_only_for_a_small_network_on_one_core():
+    small = config.load("fraud")["network"]
+    big = [{"type": "input", "size": 29}, {"type": "linear", "size": 1024}, {"type": "linear", "size": 2}]
+    assert runtime.inline_dots(1, small, 100)
+    assert not runtime.inline_dots(None, small, 100) and not runtime.inline_dots(2, small, 100)
+    assert not runtime.inline_dots(1, big, 1000)  # one core asked for, but the products are large
