@@ -95,9 +95,10 @@ INLINE_DOT_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "--xla_cpu_experimenta
 
 
 def inline_dots(cores: int | None, description: Sequence[Mapping], batch_size: int) -> bool:
-    """Whether to :func:`use_inline_dots`: in a process confined to one core, for a small network (a training
-    step under :data:`ONE_CORE_BELOW_FLOPS`, as ``:cpu-cores :auto`` decides)."""
-    return cores == 1 and step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
+    """Whether to :func:`use_inline_dots`: in a process that runs on one core (``cores`` from :func:`cpu_cores`,
+    ``None`` for all it has), for a small network (a training step under :data:`ONE_CORE_BELOW_FLOPS`)."""
+    one_core = (cores if cores is not None else len(os.sched_getaffinity(0))) == 1
+    return one_core and step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
 
 
 def use_inline_dots() -> None:

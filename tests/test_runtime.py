@@ -62,3 +62,9 @@ def test_inline_dots_only_for_a_small_network_on_one_core():
     assert runtime.inline_dots(1, small, 100)
     assert not runtime.inline_dots(None, small, 100) and not runtime.inline_dots(2, small, 100)
     assert not runtime.inline_dots(1, big, 1000)  # one core asked for, but the products are large
+
+
+def test_inline_dots_on_a_machine_of_one_core(monkeypatch):
+    small = config.load("fraud")["network"]
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0})
+    assert runtime.inline_dots(None, small, 100)  # nothing to confine, but it runs on one core
