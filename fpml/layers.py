@@ -67,6 +67,11 @@ ACTIVATIONS: Mapping[str, Callable[[jax.Array], jax.Array]] = {
 INIT_FOR_ACTIVATION: Mapping[str, str] = {"relu": "he", "prelu": "he", "swish": "he", "gelu": "he", "selu": "lecun"}
 
 
+#: A layer whose rows, inputs and outputs are all at most this many has "small" products: XLA's CPU backend
+#: can compile them as its own tiled loops (it takes products of up to 128 along the summed dimension).
+SMALL_PRODUCT = 128
+
+
 @jax.custom_jvp
 def affine(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     """``x @ w + b``, with a derivative whose matrix products XLA's CPU backend runs fastest.
@@ -75,11 +80,13 @@ def affine(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     ``x @ w + b``; only how the derivative is written differs. Autodiff of ``x @ w`` asks for
     ``x.T @ g`` and ``g @ w.T``: products over a transposed operand, which XLA's CPU backend runs as
     library calls (YNNPACK or Eigen) of several microseconds each, most of a small network's training
-    step. Here the transposes are made explicitly, behind an ``optimization_barrier`` so that XLA does
-    not fold them back into the products, and the bias gradient rides in the weight gradient's product
-    (``[x, 1].T @ g`` gives ``[dw; db]``) instead of a column sum of its own. With XLA's own tiled loops
-    for small products (:func:`fpml.runtime.use_inline_dots`), the fraud network trains ~1.3x faster
-    (``docs/performance.md``).
+    step. For small products (:data:`SMALL_PRODUCT`) the transposes are made here explicitly, behind an
+    ``optimization_barrier`` so that XLA does not fold them back into the products, and the bias
+    gradient rides in the weight gradient's product (``[x, 1].T @ g`` gives ``[dw; db]``) instead of a
+    column sum of its own. With XLA's own tiled loops for small products
+    (:func:`fpml.runtime.use_inline_dots`), the fraud network trains ~1.3x faster
+    (``docs/performance.md``). Larger products keep autodiff's form, which the libraries run best (the
+    explicit transposes cost a 29-256-256-2 network ~10% on two cores).
 
     >>> import jax.numpy as jnp
     >>> affine(jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.arange(4.0)).tolist()
@@ -93,6 +100,8 @@ def _affine_jvp(primals, tangents):
     x, w, b = primals
     dx, dw, db = tangents
     rows = x.reshape(-1, x.shape[-1])
+    if max(*rows.shape, w.shape[1]) > SMALL_PRODUCT:
+        return affine(x, w, b), dx @ w + x @ dw + db
     with_ones = jnp.concatenate([rows, jnp.ones((rows.shape[0], 1), rows.dtype)], axis=1)
     with_ones_t, w_t = jax.lax.optimization_barrier((with_ones.T, w.T))
     dy = dx.reshape(rows.shape) @ w_t.T + with_ones_t.T @ jnp.concatenate([dw, db[None]], axis=0)

@@ -1,12 +1,12 @@
 """Process-level choices that must be made before JAX starts its backend: the platform, the compilation
-cache, and how many CPU cores to use.
+cache, how many CPU cores to use, and how XLA compiles a small network's matrix products.
 
 XLA's CPU runtime sizes its thread pool from the cores the process may run on, when the backend starts.
 For small networks the pool's hand-offs cost more than the arithmetic they share: measured on a 2-core
 machine (``bench/cpu_cores.py``, ``docs/performance.md``), a network of the fraud network's size trains
 ~1.5x faster at batch 100 confined to one core, while a 29-256-256-2 network is faster on both. So
 ``:auto`` confines the process to one core when a training step is under ~10 MFLOP and no GPU plugin is
-installed.
+installed. Such a process also compiles its matrix products as XLA's own loops (:func:`use_inline_dots`).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def use_inline_dots() -> None:
 
     A library call costs several microseconds however small the product; a loop compiled for the shapes
     costs about the arithmetic. With :func:`fpml.layers.affine`'s gradient, written for such loops, the
-    fraud network trains ~1.4x faster on one core (``docs/performance.md``). The price: products over many
+    fraud network trains ~1.3x faster on one core (``docs/performance.md``). The price: products over many
     rows (inference on a whole table) run ~1.3x slower, and Eigen no longer shares a product between cores,
     so it is meant for one core. Must run before JAX starts its backend; a flag the ``XLA_FLAGS``
     environment variable sets already is left as it is.

@@ -465,7 +465,7 @@ def _plain_affine(x, w, b):
     return x @ w + b
 
 
-@pytest.mark.parametrize("x_shape", [(5,), (6, 5), (2, 3, 5)])
+@pytest.mark.parametrize("x_shape", [(5,), (6, 5), (2, 3, 5), (130, 5)])  # the last: more rows than small
 def test_affine_has_the_derivatives_of_x_at_w_plus_b(x_shape):
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
@@ -486,11 +486,11 @@ def test_affine_has_the_derivatives_of_x_at_w_plus_b(x_shape):
         np.testing.assert_allclose(batched[1], jax.grad(f(_plain_affine), 1)(2 * x, w, b), rtol=1e-10, atol=1e-12)
 
 
-def _dots_and_reductions(fn) -> tuple[list[tuple[str, str]], int]:
-    """The contracting dimensions of every product in the compiled gradient of a 29-20-10-2 network's
-    loss through ``fn``, and how many reductions it has."""
+def _dots_and_reductions(fn, hidden: int = 20) -> tuple[list[tuple[str, str]], int]:
+    """The contracting dimensions of every product in the compiled gradient of a 29-``hidden``-10-2
+    network's loss through ``fn``, and how many reductions it has."""
     keys = jax.random.split(jax.random.key(0), 4)
-    sizes = [(29, 20), (20, 10), (10, 2)]
+    sizes = [(29, hidden), (hidden, 10), (10, 2)]
     params = [(jax.random.normal(k, s), jnp.zeros(s[1])) for k, s in zip(keys, sizes, strict=False)]
 
     def loss(params, x):
@@ -512,3 +512,6 @@ def test_affine_gradient_is_row_major_products_with_the_bias_inside():
     assert dots == [("1", "0")] * 8 and reductions == 0  # 3 forward, 3 weight (+ bias), 2 input gradients
     plain_dots, plain_reductions = _dots_and_reductions(_plain_affine)
     assert len(plain_dots) == 8 and set(plain_dots) != {("1", "0")} and plain_reductions == 3
+    # a layer of more than SMALL_PRODUCT outputs keeps autodiff's form (its products go to the libraries)
+    big_dots, big_reductions = _dots_and_reductions(layers.affine, hidden=layers.SMALL_PRODUCT + 1)
+    assert set(big_dots) != {("1", "0")} and big_reductions >= 1
