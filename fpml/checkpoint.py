@@ -165,7 +165,9 @@ def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
         raise CheckpointError(
             f"checkpoint optimizer state was saved by another optimizer ({saved}; this optimizer has {needed})"
             if saved != needed
-            else f"checkpoint optimizer state was saved for other parameters than the network's ({saved})"
+            else f"checkpoint optimizer state was saved for other parameters than the network's ({saved}), or "
+            "array by array by an fpml from before its element-wise optimizers kept one flat vector (such a run "
+            "can no longer be resumed; fpml evaluate and predict still read it)"
         )
     wanted = jax.tree.leaves(template)
     if len(wanted) != len(leaves):

@@ -51,34 +51,15 @@ OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]] = {
     if hasattr(optax, name)
 }
 
-#: The optimizers whose update of each number depends on that number's own gradients alone (and on global
-#: scalars: the step count, a global norm). For them updating one flat vector is the same as updating every
-#: parameter array, and compiles to a few fused kernels instead of a few per array (``optax.flatten``): the
-#: fraud network, whose six arrays each cost Adam three kernels a step, trains ~5% faster. The others
-#: (adafactor, fromage, lamb, lars, novograd, sm3) treat each array as a whole and are left per array.
-ELEMENTWISE = frozenset(
-    {
-        "adabelief",
-        "adadelta",
-        "adagrad",
-        "adam",
-        "adamax",
-        "adamaxw",
-        "adamw",
-        "adan",
-        "amsgrad",
-        "lion",
-        "nadam",
-        "nadamw",
-        "noisy-sgd",
-        "radam",
-        "rmsprop",
-        "rprop",
-        "sgd",
-        "sign-sgd",
-        "yogi",
-    }
-)
+#: The optimizers that treat each parameter array as a whole (per-array norms, trust ratios or factored
+#: moments): they update array by array.
+PER_ARRAY = frozenset({"adafactor", "fromage", "lamb", "lars", "novograd", "sm3"})
+
+#: The others update each number from its own gradients alone (and global scalars: the step count, a global
+#: norm), so updating one flat vector is the same as updating every parameter array, and compiles to a few
+#: fused kernels instead of a few per array (``optax.flatten``): the fraud network, whose six arrays each
+#: cost Adam three kernels a step, trains ~5% faster.
+ELEMENTWISE = frozenset(OPTIMIZERS) - PER_ARRAY
 
 #: Learning-rate schedules (``{:schedule :cosine-decay :init-value 1e-3 :decay-steps 10000}``).
 SCHEDULES: Mapping[str, Callable[..., optax.Schedule]] = {

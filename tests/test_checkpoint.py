@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from fpml import checkpoint, edn, layers, network
+from fpml import checkpoint, edn, layers, network, optim
 from fpml.errors import CheckpointError
 
 DESCRIPTION = [
@@ -132,6 +132,16 @@ def test_opt_state_for_other_parameters_is_rejected(tmp_path, net, params):
     ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=opt.init(params)))
     with pytest.raises(CheckpointError, match=r"saved for other parameters than the network's \(ScaleByAdamState"):
         checkpoint.restore_opt_state(ckpt, opt.init({"other": params["linear-1"]}))
+
+
+def test_opt_state_saved_array_by_array_before_optimizers_were_flat_says_so(tmp_path, net, params):
+    """A run saved when fpml's Adam kept one state array per parameter array cannot continue with the flat one."""
+    ckpt = checkpoint.load(
+        checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=optax.adam(0.1).init(params))
+    )
+    flat = optim.optimizer({"name": "adam", "learning-rate": 0.1})
+    with pytest.raises(CheckpointError, match="array by array by an fpml from before .* evaluate and predict still"):
+        checkpoint.restore_opt_state(ckpt, flat.init(params))
 
 
 def test_opt_state_with_other_shapes_is_rejected_without_a_saved_structure(tmp_path, net, params):

@@ -180,6 +180,7 @@ def test_elementwise_optimizers_update_one_flat_vector_exactly_as_per_array(name
 
 def test_optimizers_that_treat_each_array_as_a_whole_stay_per_array():
     params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
-    for name in sorted(set(optim.OPTIMIZERS) - optim.ELEMENTWISE):
+    assert optim.PER_ARRAY < set(optim.OPTIMIZERS) and optim.ELEMENTWISE == set(optim.OPTIMIZERS) - optim.PER_ARRAY
+    for name in sorted(optim.PER_ARRAY):
         built, reference = optim.optimizer({"name": name}), optim.OPTIMIZERS[name](optim.DEFAULT_LEARNING_RATE)
         assert jax.tree.structure(built.init(params)) == jax.tree.structure(reference.init(params)), name
