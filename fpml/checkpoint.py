@@ -172,8 +172,9 @@ def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
     wanted = jax.tree.leaves(template)
     if len(wanted) != len(leaves):
         raise CheckpointError(
-            f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs {len(wanted)}: "
-            "was it saved with another optimizer?"
+            f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs {len(wanted)}: was it "
+            "saved with another optimizer, or array by array by an fpml from before its element-wise optimizers "
+            "kept one flat vector (such a run can no longer be resumed; fpml evaluate and predict still read it)?"
         )
     restored = []
     for i, (want, have) in enumerate(zip(wanted, leaves, strict=True)):

@@ -56,10 +56,33 @@ OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]] = {
 PER_ARRAY = frozenset({"adafactor", "fromage", "lamb", "lars", "novograd", "sm3"})
 
 #: The others update each number from its own gradients alone (and global scalars: the step count, a global
-#: norm), so updating one flat vector is the same as updating every parameter array, and compiles to a few
-#: fused kernels instead of a few per array (``optax.flatten``): the fraud network, whose six arrays each
-#: cost Adam three kernels a step, trains ~5% faster.
+#: norm), so for them a small network's parameters are updated as one flat vector (:func:`flatten_small`).
 ELEMENTWISE = frozenset(OPTIMIZERS) - PER_ARRAY
+
+#: Up to this many parameters, :func:`flatten_small` updates them as one vector. The fraud network (832) has
+#: six arrays that each cost Adam three kernels a step; flat, it trains ~5% faster. Beyond, flattening
+#: gains nothing and can cost much: XLA fuses the gradient's products into the concatenation, which made a
+#: 29-512-512-2 network's step ~8x slower on two cores.
+FLAT_MAX_PARAMETERS = 65_536
+
+
+def flatten_small(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """``inner`` over one flat vector (``optax.flatten``) for up to :data:`FLAT_MAX_PARAMETERS` parameters,
+    array by array above: the same updates (for an element-wise ``inner``) in fewer kernels. The choice
+    follows the parameters' static shapes, so ``init`` and every ``update`` make the same one."""
+    flat = optax.flatten(inner)
+
+    def pick(tree: Any) -> optax.GradientTransformation:
+        return flat if sum(leaf.size for leaf in jax.tree.leaves(tree)) <= FLAT_MAX_PARAMETERS else inner
+
+    def init(params):
+        return pick(params).init(params)
+
+    def update(updates, state, params=None, **extra_args):
+        return optax.with_extra_args_support(pick(updates)).update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
 
 #: Learning-rate schedules (``{:schedule :cosine-decay :init-value 1e-3 :decay-steps 10000}``).
 SCHEDULES: Mapping[str, Callable[..., optax.Schedule]] = {
@@ -124,8 +147,8 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
     snake_case). ``:learning-rate`` may be a number or a schedule map and defaults to 1e-3.
     ``:clip-global-norm N`` clips gradients to global norm N first. ``key`` seeds an optimizer that draws
     noise (``:noisy-sgd``) unless the spec gives its own ``:key``; without either, optax's fixed default.
-    An optimizer in :data:`ELEMENTWISE` updates the parameters as one flat vector (the same updates, fewer
-    kernels); its state holds flat vectors too.
+    An optimizer in :data:`ELEMENTWISE` updates a small network's parameters as one flat vector
+    (:func:`flatten_small`: the same updates, fewer kernels); its state then holds flat vectors too.
     """
     if not isinstance(spec, Mapping):
         raise ConfigError(f":optimizer must be a map like {{:name :adam :learning-rate 1e-3}}, got {spec!r}")
@@ -154,4 +177,4 @@ def optimizer(spec: Mapping[str, Any], *, key: jax.Array | int | None = None) ->
         if is_positive(clip) is not None:
             raise ConfigError(f":optimizer :clip-global-norm must be a positive number, got {clip!r}")
         transform = optax.chain(optax.clip_by_global_norm(clip), transform)
-    return optax.flatten(transform) if name in ELEMENTWISE else transform
+    return flatten_small(transform) if name in ELEMENTWISE else transform

@@ -486,6 +486,15 @@ def test_affine_has_the_derivatives_of_x_at_w_plus_b(x_shape):
         np.testing.assert_allclose(batched[1], jax.grad(f(_plain_affine), 1)(2 * x, w, b), rtol=1e-10, atol=1e-12)
 
 
+def test_affine_takes_what_x_at_w_plus_b_takes():
+    """Integer inputs (no tangent), a bias of another shape, no features: the general form's derivatives."""
+    x, w, b = jnp.arange(6).reshape(2, 3), jnp.ones((3, 4)), jnp.zeros(4)
+    for args in ((x, w, b), (x * 1.0, w, jnp.float32(1.0)), (x * 1.0, w, jnp.ones((1, 4))), (x * 1.0, w, b + x[:, :1])):
+        got = jax.grad(lambda w, a=args: jnp.sum(layers.affine(a[0], w, a[2]) ** 2))(w)
+        np.testing.assert_allclose(got, jax.grad(lambda w, a=args: jnp.sum(_plain_affine(a[0], w, a[2]) ** 2))(w))
+    assert jax.grad(lambda w: layers.affine(jnp.ones((2, 0)), w, b).sum())(jnp.ones((0, 4))).shape == (0, 4)
+
+
 def _dots_and_reductions(fn, hidden: int = 20) -> tuple[list[tuple[str, str]], int]:
     """The contracting dimensions of every product in the compiled gradient of a 29-``hidden``-10-2
     network's loss through ``fn``, and how many reductions it has."""

@@ -178,6 +178,19 @@ def test_elementwise_optimizers_update_one_flat_vector_exactly_as_per_array(name
         params = optax.apply_updates(params, u1)
 
 
+def test_only_small_networks_are_updated_as_one_flat_vector():
+    """Above FLAT_MAX_PARAMETERS the state stays per array (flattening large ones made steps slower), and
+    ``init`` and ``update`` agree on which."""
+    built, reference = optim.optimizer({"name": "adam"}), optax.adam(optim.DEFAULT_LEARNING_RATE)
+    side = int(optim.FLAT_MAX_PARAMETERS**0.5) + 1
+    for params, flat in (({"w": jnp.ones((side - 2, side - 2))}, True), ({"w": jnp.ones((side, side))}, False)):
+        state = built.init(params)
+        same = jax.tree.structure(state) == jax.tree.structure(reference.init(params))
+        assert same is not flat
+        updates, state = jax.jit(built.update)(params, state, params)
+        np.testing.assert_allclose(updates["w"], reference.update(params, reference.init(params), params)[0]["w"])
+
+
 def test_optimizers_that_treat_each_array_as_a_whole_stay_per_array():
     params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
     assert optim.PER_ARRAY < set(optim.OPTIMIZERS) and optim.ELEMENTWISE == set(optim.OPTIMIZERS) - optim.PER_ARRAY
