@@ -217,7 +217,8 @@ SETTINGS: Mapping[str, Setting] = {
         Keyword("auto"),
         "CPU cores to train on: :auto (one core for small networks, where it is faster; every core with "
         ":coordinator, whose processes may share a host), :all, or a count N (the I-th process of a host, by "
-        "SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK or else the process id, takes the I-th block of N cores)",
+        "SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK or else the process id, takes the I-th block of N cores); "
+        "a small network on one core also gets XLA's own loops for its matrix products",
     ),
     "steps-per-call": Setting(
         lambda v: None if v is None else layers.is_positive_int(v),
