@@ -93,12 +93,18 @@ def confine_to_cores(count: int | None, block: int = 0) -> None:
 #: (its default) or multi-threaded Eigen; see :func:`use_inline_dots`.
 INLINE_DOT_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "--xla_cpu_experimental_ynn_fusion_type=")
 
+#: The JAX release series whose XLA these flags were measured with. XLA stops the process at start on a
+#: flag it does not know, so other releases (fpml allows jax >= 0.7) train without them.
+INLINE_DOTS_JAX = (0, 10)
+
 
 def inline_dots(cores: int | None, description: Sequence[Mapping], batch_size: int) -> bool:
     """Whether to :func:`use_inline_dots`: in a process that runs on one core (``cores`` from :func:`cpu_cores`,
-    ``None`` for all it has), for a small network (a training step under :data:`ONE_CORE_BELOW_FLOPS`)."""
+    ``None`` for all it has), for a small network (a training step under :data:`ONE_CORE_BELOW_FLOPS`), under
+    the JAX release the flags are known in (:data:`INLINE_DOTS_JAX`)."""
     one_core = (cores if cores is not None else len(os.sched_getaffinity(0))) == 1
-    return one_core and step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
+    known_flags = tuple(jax.__version_info__[:2]) == INLINE_DOTS_JAX
+    return one_core and known_flags and step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
 
 
 def use_inline_dots() -> None:

@@ -64,6 +64,13 @@ def test_inline_dots_only_for_a_small_network_on_one_core():
     assert not runtime.inline_dots(1, big, 1000)  # one core asked for, but the products are large
 
 
+def test_inline_dots_only_under_the_jax_release_whose_flags_are_known(monkeypatch):
+    small = config.load("fraud")["network"]
+    assert tuple(runtime.jax.__version_info__[:2]) == runtime.INLINE_DOTS_JAX  # the release CI installs
+    monkeypatch.setattr(runtime.jax, "__version_info__", (0, 9, 0))
+    assert not runtime.inline_dots(1, small, 100)  # an older XLA might stop at an unknown flag
+
+
 def test_inline_dots_on_a_machine_of_one_core(monkeypatch):
     small = config.load("fraud")["network"]
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0})
