@@ -155,6 +155,13 @@ def _state_types(structure: str) -> str:
     return " + ".join(re.findall(r"\b([A-Z]\w*State)\b", structure)) or structure[:80]
 
 
+#: Why a run saved before fpml's element-wise optimizers kept one flat vector cannot continue.
+_PER_ARRAY_STATE = (
+    "array by array by an fpml from before its element-wise optimizers kept one flat vector (such a run can no "
+    "longer be resumed; fpml evaluate and predict still read it)"
+)
+
+
 def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
     """``ckpt``'s optimizer state, rebuilt on ``template`` (``optimizer.init(params)`` of the optimizer that
     will continue it). A state saved by another optimizer (its tree structure, compared when the checkpoint
@@ -166,15 +173,13 @@ def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
             f"checkpoint optimizer state was saved by another optimizer ({saved}; this optimizer has {needed})"
             if saved != needed
             else f"checkpoint optimizer state was saved for other parameters than the network's ({saved}), or "
-            "array by array by an fpml from before its element-wise optimizers kept one flat vector (such a run "
-            "can no longer be resumed; fpml evaluate and predict still read it)"
+            + _PER_ARRAY_STATE
         )
     wanted = jax.tree.leaves(template)
     if len(wanted) != len(leaves):
         raise CheckpointError(
             f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs {len(wanted)}: was it "
-            "saved with another optimizer, or array by array by an fpml from before its element-wise optimizers "
-            "kept one flat vector (such a run can no longer be resumed; fpml evaluate and predict still read it)?"
+            f"saved with another optimizer, or {_PER_ARRAY_STATE}?"
         )
     restored = []
     for i, (want, have) in enumerate(zip(wanted, leaves, strict=True)):

@@ -70,16 +70,16 @@ def flatten_small(inner: optax.GradientTransformation) -> optax.GradientTransfor
     """``inner`` over one flat vector (``optax.flatten``) for up to :data:`FLAT_MAX_PARAMETERS` parameters,
     array by array above: the same updates (for an element-wise ``inner``) in fewer kernels. The choice
     follows the parameters' static shapes, so ``init`` and every ``update`` make the same one."""
-    flat = optax.flatten(inner)
+    flat, per_array = optax.flatten(inner), optax.with_extra_args_support(inner)
 
-    def pick(tree: Any) -> optax.GradientTransformation:
-        return flat if sum(leaf.size for leaf in jax.tree.leaves(tree)) <= FLAT_MAX_PARAMETERS else inner
+    def pick(tree: Any) -> optax.GradientTransformationExtraArgs:
+        return flat if sum(leaf.size for leaf in jax.tree.leaves(tree)) <= FLAT_MAX_PARAMETERS else per_array
 
     def init(params):
         return pick(params).init(params)
 
     def update(updates, state, params=None, **extra_args):
-        return optax.with_extra_args_support(pick(updates)).update(updates, state, params, **extra_args)
+        return pick(updates).update(updates, state, params, **extra_args)
 
     return optax.GradientTransformationExtraArgs(init, update)
 

@@ -38,6 +38,12 @@ def step_flops(description: Sequence[Mapping], batch_size: int) -> float:
     return 6.0 * batch_size * weights
 
 
+def is_small_step(description: Sequence[Mapping], batch_size: int) -> bool:
+    """Whether a training step is under :data:`ONE_CORE_BELOW_FLOPS`: small enough that one core runs it
+    faster than several, and its products suit XLA's own loops."""
+    return step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
+
+
 def _gpu_plugin_installed() -> bool:
     return any(importlib.util.find_spec(name) for name in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm_plugin"))
 
@@ -54,7 +60,7 @@ def cpu_cores(
     if setting == "all":
         return None
     if setting == "auto":
-        small = step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
+        small = is_small_step(description, batch_size)
         return 1 if small and not multi_process and available > 1 and not _gpu_plugin_installed() else None
     if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
         return min(setting, available)
@@ -104,7 +110,7 @@ def inline_dots(cores: int | None, description: Sequence[Mapping], batch_size: i
     the JAX release the flags are known in (:data:`INLINE_DOTS_JAX`)."""
     one_core = (cores if cores is not None else len(os.sched_getaffinity(0))) == 1
     known_flags = tuple(jax.__version_info__[:2]) == INLINE_DOTS_JAX
-    return one_core and known_flags and step_flops(description, batch_size) < ONE_CORE_BELOW_FLOPS
+    return one_core and known_flags and is_small_step(description, batch_size)
 
 
 def use_inline_dots() -> None:
