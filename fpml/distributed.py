@@ -23,8 +23,7 @@ from typing import TypeVar
 
 import jax
 import numpy as np
-from jax._src import distributed as jax_distributed
-from jax._src import xla_bridge
+from jax._src import clusters, xla_bridge
 from jax.experimental import multihost_utils
 
 from fpml.data.dataset import Dataset
@@ -51,17 +50,17 @@ def initialize(
 ) -> int:
     """Join a group of processes coordinated at ``HOST:PORT`` (CPU collectives: gloo).
 
-    ``coordinator="auto"`` leaves the address, process count and id to ``jax.distributed.initialize``'s
-    cluster detection: Slurm (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``,
+    ``coordinator="auto"`` reads the address, process count and id as ``jax.distributed.initialize``'s
+    cluster detection does: Slurm (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``,
     ``SLURM_LOCALID``), Open MPI 4 (``OMPI_MCA_orte_hnp_uri``, ``OMPI_COMM_WORLD_SIZE``,
     ``OMPI_COMM_WORLD_RANK``) or Kubernetes (an indexed Job: ``JOB_COMPLETION_INDEX``, with the ``kubernetes``
     package installed). Under Slurm and Open MPI JAX then gives each process one GPU, the one of its rank on
     the host (``JAX_LOCAL_DEVICE_IDS`` overrides it). Returns this process's id (known before the backend
     starts). The start-up failures ``jax.distributed`` would crash on (process 0's port taken, a coordinator
-    not reachable) are checked first (:func:`check_coordinator`). When the processes have not all joined
-    within ``timeout_s`` (a wrong process count, a process that did not start), this process ends with one
-    line on stderr and exit status 2, before JAX's runtime would abort it with a C++ trace, which Python
-    cannot catch.
+    not reachable) are checked first (:func:`check_coordinator`), also for the address ``"auto"`` finds.
+    When the processes have not all joined within ``timeout_s`` (a wrong process count, a process that did
+    not start), this process ends with one line on stderr and exit status 2, before JAX's runtime would
+    abort it with a C++ trace, which Python cannot catch.
     """
     if coordinator != "auto" and (num_processes is None or process_id is None or not 0 <= process_id < num_processes):
         raise ConfigError(
@@ -72,30 +71,40 @@ def initialize(
         raise RuntimeError("distributed.initialize must run before JAX starts its backend")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax_timeout = int(timeout_s) + JAX_TIMEOUT_MARGIN_S
-    if coordinator != "auto":
-        deadline = time.monotonic() + timeout_s
-        check_coordinator(coordinator, process_id, timeout_s)
-        stop = _stop_after(
-            deadline - time.monotonic(),
-            f"process {process_id} of {num_processes} waited {timeout_s:g} s (:join-timeout) for the processes to "
-            f"join at the coordinator {coordinator}: check that every process started, with the same "
-            ":coordinator and :num-processes",
-        )
-        with stop:
-            jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=jax_timeout)
-        return process_id
+    deadline = time.monotonic() + timeout_s
+    if coordinator == "auto":
+        coordinator, num_processes, process_id = _detect_cluster(jax_timeout)
+        port_hint, named = "set JAX_COORDINATOR_PORT to a free port", " (:coordinator :auto)"
+        advice = "task of the job started"
+    else:
+        port_hint, named = "choose a free port in :coordinator", ""
+        advice = "process started, with the same :coordinator and :num-processes"
+    check_coordinator(coordinator, process_id, deadline - time.monotonic(), port_hint=port_hint)
     stop = _stop_after(
-        timeout_s,
-        f"this process waited {timeout_s:g} s (:join-timeout) for the processes of the job to join at the "
-        "coordinator :coordinator :auto found: check that every task of the job started",
+        deadline - time.monotonic(),
+        f"process {process_id} of {num_processes} waited {timeout_s:g} s (:join-timeout) for the processes to "
+        f"join at the coordinator {coordinator}{named}: check that every {advice}",
     )
+    with stop:
+        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=jax_timeout)
+    return process_id
+
+
+def _detect_cluster(timeout_s: int) -> tuple[str, int, int]:
+    """The coordinator address, process count and this process's id that ``jax.distributed`` reads from the
+    cluster's environment (Slurm, Open MPI, Kubernetes), read here first so that :func:`check_coordinator`
+    can test the address before JAX joins it (a taken port would crash JAX's runtime)."""
     try:
-        with warnings.catch_warnings(), stop:
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Kubernetes environment detected", UserWarning)
-            jax.distributed.initialize(initialization_timeout=jax_timeout)
+            address, count, process_id, _ = clusters.ClusterEnv.auto_detect_unset_distributed_params(
+                None, None, None, None, None, timeout_s
+            )
+        if address is None or count is None or process_id is None:
+            raise ValueError("no coordinator address, process count or process id found")
     except Exception as err:  # noqa: BLE001 -- no cluster found, or one JAX cannot read: one line, not a trace
         raise ConfigError(f":coordinator :auto {_detection_failure(err)}") from None
-    return jax_distributed.global_state.process_id  # jax.process_index() would start the backend
+    return address, count, process_id
 
 
 @contextmanager
@@ -140,14 +149,21 @@ def _reason(err: OSError) -> str:
     return os.strerror(err.errno)
 
 
-def check_coordinator(coordinator: str, process_id: int, timeout_s: float = JOIN_TIMEOUT_S) -> None:
+def check_coordinator(
+    coordinator: str,
+    process_id: int,
+    timeout_s: float = JOIN_TIMEOUT_S,
+    *,
+    port_hint: str = "choose a free port in :coordinator",
+) -> None:
     """Fail with a clear error where ``jax.distributed`` would end the process with a crash (or a 300 s wait
     and then a crash).
 
     Process 0 runs the coordinator: its port must be free on this host (where ``JAX_COORDINATOR_BIND_ADDRESS``
     says, else on every address) and the coordinator's address must lead back to this host, since process 0
     connects to it too. The other processes wait up to about ``timeout_s`` for the coordinator to accept
-    connections (process 0 not started, a wrong address, a firewall).
+    connections (process 0 not started, a wrong address, a firewall). ``port_hint`` says how to choose
+    another port.
     """
     host, _, port = coordinator.rpartition(":")
     address = (host.strip("[]"), int(port))
@@ -160,8 +176,7 @@ def check_coordinator(coordinator: str, process_id: int, timeout_s: float = JOIN
             server = socket.create_server((bind_host.strip("[]"), int(bind_port)), family=family, dualstack_ipv6=dual)
         except OSError as err:
             raise ConfigError(
-                f"process 0 cannot open the coordinator's port {bind_port} on this host ({_reason(err)}): "
-                "choose a free port in :coordinator"
+                f"process 0 cannot open the coordinator's port {bind_port} on this host ({_reason(err)}): {port_hint}"
             ) from None
         with server:
             try:

@@ -185,6 +185,16 @@ def test_cores_for_gives_each_process_its_own_block():
     assert runtime.cores_for([5, 7], 4, block=1) == [5, 7]  # never more than it has
 
 
+#: Process 0 of a two-task Slurm job on this host (its coordinator port set by ``JAX_COORDINATOR_PORT``).
+SLURM_0 = {
+    "SLURM_JOB_ID": "7",
+    "SLURM_STEP_NODELIST": "127.0.0.1",
+    "SLURM_NTASKS": "2",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+}
+
+
 def _fpml_train(args, env=None, timeout=120):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "PMI_"))}
     return subprocess.run(
@@ -229,12 +239,33 @@ def test_process_0_with_its_port_taken_is_one_clean_line():
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+def test_process_0_with_its_port_taken_under_coordinator_auto_is_one_clean_line():
+    """The address :auto reads from the cluster is checked before JAX joins it (JAX's runtime would crash)."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out = _fpml_train(["--coordinator", "auto"], {**SLURM_0, "JAX_COORDINATOR_PORT": str(port)})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (
+        f"fpml: error: process 0 cannot open the coordinator's port {port} on this host (Address already in use): "
+        "set JAX_COORDINATOR_PORT to a free port\n"
+    )
+
+
 def test_processes_that_do_not_all_join_stop_with_one_line_after_the_join_timeout():
-    argv = ["join-timeout=2", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "0"]
+    port = free_port()
+    argv = ["join-timeout=2", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0"]
     out = _fpml_train(argv)  # process 1 never starts
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith("fpml: error: process 0 of 2 waited 2 s (:join-timeout) for the processes to join")
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr == (
+        f"fpml: error: process 0 of 2 waited 2 s (:join-timeout) for the processes to join at the coordinator "
+        f"127.0.0.1:{port}: check that every process started, with the same :coordinator and :num-processes\n"
+    )
+    out = _fpml_train(["join-timeout=2", "--coordinator", "auto"], {**SLURM_0, "JAX_COORDINATOR_PORT": str(port)})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (
+        f"fpml: error: process 0 of 2 waited 2 s (:join-timeout) for the processes to join at the coordinator "
+        f"127.0.0.1:{port} (:coordinator :auto): check that every task of the job started\n"
+    )
 
 
 def test_process_0_checks_that_the_coordinator_address_leads_to_its_host():
