@@ -1,7 +1,8 @@
 """Where one core beats all cores: fpml's scanned epoch by network width and batch size, per core setting.
 
 XLA sizes its CPU thread pool when its backend starts, so every measurement is a child process confined
-(or not) before JAX starts, with ``fpml.runtime.confine_to_cores`` as ``fpml train`` does it. The two core
+(or not) before JAX starts, with ``fpml.runtime.confine_to_cores`` as ``fpml train`` does it (on one core a
+small network's products also become XLA's own loops, ``fpml.runtime.use_inline_dots``). The two core
 settings alternate, child by child (``--repeats`` children each), and each child reports the median of its
 timed epochs after an untimed compiling one; a cell's figure is the median over its children. Random data of
 the fraud shape (234,807 x 29). Run: ``.venv/bin/python bench/cpu_cores.py [--repeats 3]``.
@@ -22,22 +23,24 @@ TIMED_EPOCHS = 3
 
 def child(hidden: int, batch: int, cores: str) -> float:
     """Median samples/s of fpml's epoch for a 29-hidden-hidden-2 network, in this (fresh) process."""
-    from fpml import runtime
+    from fpml import edn, runtime
 
-    runtime.confine_to_cores(1 if cores == "1" else None)
+    description = edn.loads(
+        f"[{{:type :input :size 29}} {{:type :linear->relu :size {hidden}}} "
+        f"{{:type :linear->relu :size {hidden}}} {{:type :linear :size 2}} {{:type :softmax}}]"
+    )
+    confined = 1 if cores == "1" else None
+    runtime.confine_to_cores(confined)
+    if runtime.inline_dots(confined, description, batch):
+        runtime.use_inline_dots()  # as fpml train does (before JAX's backend starts)
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from fpml import edn, losses, network, optim, train
+    from fpml import losses, network, optim, train
     from fpml.data import stream
 
-    net = network.build(
-        edn.loads(
-            f"[{{:type :input :size 29}} {{:type :linear->relu :size {hidden}}} "
-            f"{{:type :linear->relu :size {hidden}}} {{:type :linear :size 2}} {{:type :softmax}}]"
-        )
-    )
+    net = network.build(description)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((234_807, 29)).astype(np.float32)
     labels = (rng.random(len(x)) < 0.002).astype(int)
