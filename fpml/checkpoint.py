@@ -155,31 +155,56 @@ def _state_types(structure: str) -> str:
     return " + ".join(re.findall(r"\b([A-Z]\w*State)\b", structure)) or structure[:80]
 
 
-#: Why a run saved before fpml's element-wise optimizers kept one flat vector cannot continue.
-_PER_ARRAY_STATE = (
-    "array by array by an fpml from before its element-wise optimizers kept one flat vector (such a run can no "
-    "longer be resumed; fpml evaluate and predict still read it)"
-)
+def _flat_from_per_array(ckpt: Checkpoint, template: Any) -> list | None:
+    """The leaves of an optimizer state saved array by array (one state array per parameter array, as fpml
+    kept every optimizer's before its element-wise ones updated one flat vector: ``optim.flatten_small``), laid
+    out as ``template``'s flat vectors, in ``optax.flatten``'s order (the parameters' leaves, raveled and
+    concatenated); ``None`` when ``ckpt``'s state is not ``template``'s saved array by array."""
+    params = jax.tree.leaves(ckpt.params)
+    size = sum(np.size(p) for p in params)
+
+    def is_flat(leaf: Any) -> bool:
+        return np.ndim(leaf) == 1 and np.size(leaf) == size and _key_data(leaf) is leaf
+
+    per_array = jax.tree.map(lambda leaf: ckpt.params if is_flat(leaf) else leaf, template)
+    structure, saved = jax.tree.structure(per_array), ckpt.opt_state or []
+    known = ckpt.opt_state_structure is None or ckpt.opt_state_structure == str(structure)
+    if structure == jax.tree.structure(template) or not known or len(saved) != structure.num_leaves:
+        return None
+    leaves, rest = [], iter(saved)
+    for leaf in jax.tree.leaves(template):
+        if not is_flat(leaf):
+            leaves.append(next(rest))
+            continue
+        parts = [next(rest) for _ in params]
+        if [np.shape(part) for part in parts] != [np.shape(p) for p in params]:
+            return None
+        leaves.append(np.concatenate([np.ravel(part) for part in parts]))
+    return leaves
 
 
 def restore_opt_state(ckpt: Checkpoint, template: Any) -> Any:
     """``ckpt``'s optimizer state, rebuilt on ``template`` (``optimizer.init(params)`` of the optimizer that
     will continue it). A state saved by another optimizer (its tree structure, compared when the checkpoint
-    was written under this JAX version), or with other array shapes or dtypes, is a :class:`CheckpointError`."""
+    was written under this JAX version), or with other array shapes or dtypes, is a :class:`CheckpointError`.
+    A state fpml saved array by array before its element-wise optimizers kept one flat vector is converted
+    to that vector (the same optimizer state, laid out as ``optax.flatten`` keeps it)."""
     structure, leaves = jax.tree.structure(template), ckpt.opt_state or []
-    if ckpt.opt_state_structure is not None and ckpt.opt_state_structure != str(structure):
+    converted = _flat_from_per_array(ckpt, template)
+    if converted is not None:
+        leaves = converted
+    elif ckpt.opt_state_structure is not None and ckpt.opt_state_structure != str(structure):
         saved, needed = _state_types(ckpt.opt_state_structure), _state_types(str(structure))
         raise CheckpointError(
             f"checkpoint optimizer state was saved by another optimizer ({saved}; this optimizer has {needed})"
             if saved != needed
-            else f"checkpoint optimizer state was saved for other parameters than the network's ({saved}), or "
-            + _PER_ARRAY_STATE
+            else f"checkpoint optimizer state was saved for other parameters than the network's ({saved})"
         )
     wanted = jax.tree.leaves(template)
     if len(wanted) != len(leaves):
         raise CheckpointError(
             f"checkpoint optimizer state has {len(leaves)} arrays, the optimizer needs {len(wanted)}: was it "
-            f"saved with another optimizer, or {_PER_ARRAY_STATE}?"
+            "saved with another optimizer?"
         )
     restored = []
     for i, (want, have) in enumerate(zip(wanted, leaves, strict=True)):

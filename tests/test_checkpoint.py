@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from fpml import checkpoint, edn, layers, network, optim
 from fpml.errors import CheckpointError
@@ -134,14 +135,31 @@ def test_opt_state_for_other_parameters_is_rejected(tmp_path, net, params):
         checkpoint.restore_opt_state(ckpt, opt.init({"other": params["linear-1"]}))
 
 
-def test_opt_state_saved_array_by_array_before_optimizers_were_flat_says_so(tmp_path, net, params):
-    """A run saved when fpml's Adam kept one state array per parameter array cannot continue with the flat one."""
-    ckpt = checkpoint.load(
-        checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=optax.adam(0.1).init(params))
-    )
-    flat = optim.optimizer({"name": "adam", "learning-rate": 0.1})
-    with pytest.raises(CheckpointError, match="array by array by an fpml from before .* evaluate and predict still"):
-        checkpoint.restore_opt_state(ckpt, flat.init(params))
+def test_opt_state_saved_array_by_array_before_optimizers_were_flat_is_converted(tmp_path, net, params):
+    """A run saved when fpml's Adam kept one state array per parameter array continues with the flat one, as
+    it would have continued with the old: the same state, raveled as ``optax.flatten`` does."""
+    old = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1))  # fpml's Adam, clipped, before
+    new = optim.optimizer({"name": "adam", "learning-rate": 0.1, "clip-global-norm": 1.0})
+    grads = jax.tree.map(lambda p: jnp.cos(3 * p), params)
+    _, state = old.update(grads, old.init(params), params)
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "c.npz", net.description, params, opt_state=state))
+    for saved in (ckpt, ckpt._replace(opt_state_structure=None)):  # also when another JAX version wrote it
+        restored = checkpoint.restore_opt_state(saved, new.init(params))
+        assert jax.tree.structure(restored) == jax.tree.structure(new.init(params))
+        adam_old, adam_new = state[1][0], restored[1][0]
+        assert adam_new.count == adam_old.count == 1
+        for field in ("mu", "nu"):
+            np.testing.assert_array_equal(getattr(adam_new, field), ravel_pytree(getattr(adam_old, field))[0])
+        (u_old, _), (u_new, _) = old.update(grads, state, params), new.update(grads, restored, params)
+        for got, want in zip(jax.tree.leaves(u_new), jax.tree.leaves(u_old), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    other = optax.sgd(0.1, momentum=0.9)  # another optimizer's state, saved array by array: still refused
+    ckpt = checkpoint.load(checkpoint.save(tmp_path / "s.npz", net.description, params, opt_state=other.init(params)))
+    refused = r"another optimizer \(TraceState \+ EmptyState; this optimizer has EmptyState \+ ScaleByAdamState"
+    with pytest.raises(CheckpointError, match=refused):
+        checkpoint.restore_opt_state(ckpt, new.init(params))
+    with pytest.raises(CheckpointError, match=r"has \d+ arrays, the optimizer needs 3: was it saved with another"):
+        checkpoint.restore_opt_state(ckpt._replace(opt_state_structure=None), new.init(params))
 
 
 def test_opt_state_with_other_shapes_is_rejected_without_a_saved_structure(tmp_path, net, params):
