@@ -88,7 +88,9 @@ def affine(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     column sum of its own. With XLA's own tiled loops for small products
     (:func:`fpml.runtime.use_inline_dots`), the fraud network trains ~1.3x faster
     (``docs/performance.md``). Larger products keep autodiff's form, which the libraries run best (the
-    explicit transposes cost a 29-256-256-2 network ~10% on two cores).
+    explicit transposes cost a 29-256-256-2 network ~10% on two cores), and so does every backend but
+    the CPU (chosen when the program is lowered, ``jax.lax.platform_dependent``): GPU libraries take
+    transposed operands as they are.
 
     >>> import jax.numpy as jnp
     >>> affine(jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.arange(4.0)).tolist()
@@ -102,16 +104,23 @@ def _affine_jvp(primals, tangents):
     x, w, b = primals
     dx, dw, db = tangents
     x_term = dx.dtype != jax.dtypes.float0  # an integer x has no tangent
+
+    def autodiff():
+        return (dx @ w if x_term else 0) + x @ dw + db
+
+    def row_major():  # for XLA's CPU backend; the others take transposed operands as they are
+        rows = x.reshape(-1, x.shape[-1])
+        with_ones = jnp.concatenate([rows, jnp.ones_like(rows[:, :1])], axis=1)  # ones sharded as the rows are
+        with_ones_t, w_t = jax.lax.optimization_barrier((with_ones.T, w.T))
+        dy = with_ones_t.T @ jnp.concatenate([dw, db[None]], axis=0)
+        if x_term:
+            dy = dy + dx.reshape(rows.shape) @ w_t.T
+        return dy.reshape((*x.shape[:-1], w.shape[1]))
+
     small = x.ndim >= 1 and w.ndim == 2 and b.ndim == 1 and x.shape[-1] > 0 and b.dtype == w.dtype
     if not small or max(x.size // x.shape[-1], *w.shape) > SMALL_PRODUCT:
-        return affine(x, w, b), (dx @ w if x_term else 0) + x @ dw + db
-    rows = x.reshape(-1, x.shape[-1])
-    with_ones = jnp.concatenate([rows, jnp.ones_like(rows[:, :1])], axis=1)  # ones sharded as the rows are
-    with_ones_t, w_t = jax.lax.optimization_barrier((with_ones.T, w.T))
-    dy = with_ones_t.T @ jnp.concatenate([dw, db[None]], axis=0)
-    if x_term:
-        dy = dy + dx.reshape(rows.shape) @ w_t.T
-    return affine(x, w, b), dy.reshape((*x.shape[:-1], w.shape[1]))
+        return affine(x, w, b), autodiff()
+    return affine(x, w, b), jax.lax.platform_dependent(cpu=row_major, default=autodiff)
 
 
 def dense(size: int, initializer: str) -> Layer:

@@ -524,3 +524,13 @@ def test_affine_gradient_is_row_major_products_with_the_bias_inside():
     # a layer of more than SMALL_PRODUCT outputs keeps autodiff's form (its products go to the libraries)
     big_dots, big_reductions = _dots_and_reductions(layers.affine, hidden=layers.SMALL_PRODUCT + 1)
     assert set(big_dots) != {("1", "0")} and big_reductions >= 1
+
+
+def test_affine_row_major_gradient_is_lowered_for_the_cpu_only():
+    """Other backends (GPU, TPU) keep autodiff's products, with no explicit transposes: chosen per platform
+    when the program is lowered, so a program exported here for CUDA has no ``optimization_barrier``."""
+    grad = jax.jit(jax.grad(lambda w, x: layers.affine(x, w, jnp.zeros(3)).sum()))
+    args = jnp.ones((5, 3)), jnp.ones((4, 5))
+    text = {p: jax.export.export(grad, platforms=[p])(*args).mlir_module() for p in ("cpu", "cuda", "tpu")}
+    assert "optimization_barrier" in text["cpu"]
+    assert "optimization_barrier" not in text["cuda"] and "optimization_barrier" not in text["tpu"]
