@@ -99,8 +99,9 @@ def confine_to_cores(count: int | None, block: int = 0) -> None:
 #: (its default) or multi-threaded Eigen; see :func:`use_inline_dots`.
 INLINE_DOT_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "--xla_cpu_experimental_ynn_fusion_type=")
 
-#: The JAX release series whose XLA these flags were measured with. XLA stops the process at start on a
-#: flag it does not know, so other releases (fpml allows jax >= 0.7) train without them.
+#: The JAX release series whose XLA these flags were measured with (the one fpml requires and is tested
+#: with). XLA stops the process at start on a flag it does not know, so fpml run under another release
+#: (from a source tree, say) trains without them.
 INLINE_DOTS_JAX = (0, 10)
 
 
