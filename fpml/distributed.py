@@ -62,24 +62,24 @@ def initialize(
     not start), this process ends with one line on stderr and exit status 2, before JAX's runtime would
     abort it with a C++ trace, which Python cannot catch.
     """
-    if coordinator != "auto" and (num_processes is None or process_id is None or not 0 <= process_id < num_processes):
-        raise ConfigError(
-            f"coordinator {coordinator} needs a process count and a process id in 0..count-1, "
-            f"got count {num_processes} and id {process_id}"
-        )
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("distributed.initialize must run before JAX starts its backend")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax_timeout = int(timeout_s) + JAX_TIMEOUT_MARGIN_S
     deadline = time.monotonic() + timeout_s
-    if coordinator == "auto":
-        coordinator, num_processes, process_id = _detect_cluster(jax_timeout)
-        port_hint, named = "set JAX_COORDINATOR_PORT to a free port", " (:coordinator :auto)"
-        advice = "task of the job started"
-    else:
-        port_hint, named = "choose a free port in :coordinator", ""
-        advice = "process started, with the same :coordinator and :num-processes"
-    check_coordinator(coordinator, process_id, deadline - time.monotonic(), port_hint=port_hint)
+    detected = coordinator == "auto"
+    if detected:
+        reading = f"this process waited {timeout_s:g} s (:join-timeout) to read the coordinator from the cluster"
+        with _stop_after(timeout_s, f"{reading} (:coordinator :auto)"):
+            coordinator, num_processes, process_id = _detect_cluster(jax_timeout)
+    named = " (:coordinator :auto)" if detected else ""
+    if num_processes is None or process_id is None or not 0 <= process_id < num_processes:
+        raise ConfigError(
+            f"coordinator {coordinator}{named} needs a process count and a process id in 0..count-1, "
+            f"got count {num_processes} and id {process_id}"
+        )
+    check_coordinator(coordinator, process_id, deadline - time.monotonic(), detected=detected)
+    advice = "task of the job started" if detected else "process started, with the same :coordinator and :num-processes"
     stop = _stop_after(
         deadline - time.monotonic(),
         f"process {process_id} of {num_processes} waited {timeout_s:g} s (:join-timeout) for the processes to "
@@ -92,13 +92,14 @@ def initialize(
 
 def _detect_cluster(timeout_s: int) -> tuple[str, int, int]:
     """The coordinator address, process count and this process's id that ``jax.distributed`` reads from the
-    cluster's environment (Slurm, Open MPI, Kubernetes), read here first so that :func:`check_coordinator`
-    can test the address before JAX joins it (a taken port would crash JAX's runtime)."""
+    cluster's environment (Slurm, Open MPI, Kubernetes; the address from ``JAX_COORDINATOR_ADDRESS`` where it
+    is set, as JAX does), read here first so that :func:`check_coordinator` can test the address before JAX
+    joins it (a taken port would crash JAX's runtime)."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Kubernetes environment detected", UserWarning)
             address, count, process_id, _ = clusters.ClusterEnv.auto_detect_unset_distributed_params(
-                None, None, None, None, None, timeout_s
+                os.environ.get("JAX_COORDINATOR_ADDRESS"), None, None, None, None, timeout_s
             )
         if address is None or count is None or process_id is None:
             raise ValueError("no coordinator address, process count or process id found")
@@ -149,12 +150,22 @@ def _reason(err: OSError) -> str:
     return os.strerror(err.errno)
 
 
+#: How to mend a coordinator address, where it was given (``:coordinator``) or read from the cluster.
+_PORT_HINT = {False: "choose a free port in :coordinator", True: "set JAX_COORDINATOR_PORT to a free port"}
+_ADDRESS_HINT = {
+    False: "give process 0's host name or address in :coordinator",
+    True: "set JAX_COORDINATOR_ADDRESS to process 0's host and a free port",
+}
+
+
+def _port(text: str, where: str, hint: str) -> int:
+    if not (text.isdigit() and 0 < int(text) < 65536):
+        raise ConfigError(f"{where} has no port in 1..65535 (got {text!r}): {hint}")
+    return int(text)
+
+
 def check_coordinator(
-    coordinator: str,
-    process_id: int,
-    timeout_s: float = JOIN_TIMEOUT_S,
-    *,
-    port_hint: str = "choose a free port in :coordinator",
+    coordinator: str, process_id: int, timeout_s: float = JOIN_TIMEOUT_S, *, detected: bool = False
 ) -> None:
     """Fail with a clear error where ``jax.distributed`` would end the process with a crash (or a 300 s wait
     and then a crash).
@@ -162,21 +173,24 @@ def check_coordinator(
     Process 0 runs the coordinator: its port must be free on this host (where ``JAX_COORDINATOR_BIND_ADDRESS``
     says, else on every address) and the coordinator's address must lead back to this host, since process 0
     connects to it too. The other processes wait up to about ``timeout_s`` for the coordinator to accept
-    connections (process 0 not started, a wrong address, a firewall). ``port_hint`` says how to choose
-    another port.
+    connections (process 0 not started, a wrong address, a firewall). ``detected``: the address was read
+    from the cluster (``:coordinator :auto``), so the errors say which environment variable mends it.
     """
     host, _, port = coordinator.rpartition(":")
-    address = (host.strip("[]"), int(port))
+    address = (host.strip("[]"), _port(port, f"the coordinator address {coordinator!r}", _PORT_HINT[detected]))
     if process_id == 0:
         bind = os.environ.get("JAX_COORDINATOR_BIND_ADDRESS")
         bind_host, _, bind_port = bind.rpartition(":") if bind else ("", ":", port)
+        if bind:
+            bind_port = str(_port(bind_port, f"JAX_COORDINATOR_BIND_ADDRESS {bind!r}", "give it as HOST:PORT"))
         try:
             dual = not bind_host and socket.has_dualstack_ipv6()
             family = socket.AF_INET6 if dual or ":" in bind_host else socket.AF_INET
             server = socket.create_server((bind_host.strip("[]"), int(bind_port)), family=family, dualstack_ipv6=dual)
         except OSError as err:
             raise ConfigError(
-                f"process 0 cannot open the coordinator's port {bind_port} on this host ({_reason(err)}): {port_hint}"
+                f"process 0 cannot open the coordinator's port {bind_port} on this host ({_reason(err)}): "
+                + _PORT_HINT[detected]
             ) from None
         with server:
             try:
@@ -184,7 +198,7 @@ def check_coordinator(
             except OSError as err:
                 raise ConfigError(
                     f"the coordinator address {coordinator} does not lead to process 0's host ({_reason(err)}): "
-                    "give process 0's host name or address in :coordinator"
+                    + _ADDRESS_HINT[detected]
                 ) from None
         return
     deadline = time.monotonic() + timeout_s
@@ -195,8 +209,9 @@ def check_coordinator(
         except OSError as err:
             if time.monotonic() >= deadline:
                 raise ConfigError(
-                    f"process {process_id} could not reach the coordinator {coordinator} in {timeout_s:g} s "
-                    f"({_reason(err)}): is process 0 running there, and can this host reach that address?"
+                    f"process {process_id} could not reach the coordinator {coordinator} in "
+                    f"{round(max(timeout_s, 0), 1):g} s ({_reason(err)}): is process 0 running there, and can this "
+                    "host reach that address?"
                 ) from None
             time.sleep(0.5)
 

@@ -281,6 +281,33 @@ def test_a_process_that_cannot_reach_the_coordinator_says_so():
         distributed.check_coordinator(f"127.0.0.1:{listening.getsockname()[1]}", 1, timeout_s=0.5)
 
 
+def test_a_coordinator_without_a_valid_port_says_which_setting_to_mend(monkeypatch):
+    with pytest.raises(ConfigError, match=r"'127\.0\.0\.1:abc' has no port in 1\.\.65535 \(got 'abc'\): set JAX_COORD"):
+        distributed.check_coordinator("127.0.0.1:abc", 1, timeout_s=0.5, detected=True)  # JAX_COORDINATOR_PORT=abc
+    with pytest.raises(ConfigError, match=r"no port in 1\.\.65535 \(got '99999'\): choose a free port in :coordinator"):
+        distributed.check_coordinator("127.0.0.1:99999", 0)
+    monkeypatch.setenv("JAX_COORDINATOR_BIND_ADDRESS", "[::]:x")
+    with pytest.raises(ConfigError, match=r"JAX_COORDINATOR_BIND_ADDRESS '\[::\]:x' has no port in 1\.\.65535"):
+        distributed.check_coordinator(f"127.0.0.1:{free_port()}", 0)
+
+
+def test_coordinator_auto_reads_jax_coordinator_address_first_as_jax_does(monkeypatch):
+    for name, value in {**SLURM_0, "SLURM_STEP_NODELIST": "no-such-host.invalid"}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed._detect_cluster(10) == ("no-such-host.invalid:61447", 2, 0)  # 61440 + job 7
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:4567")
+    assert distributed._detect_cluster(10) == ("127.0.0.1:4567", 2, 0)
+
+
+def test_process_counts_read_from_the_cluster_are_checked_like_given_ones():
+    out = _fpml_train(["--coordinator", "auto"], {**SLURM_0, "SLURM_NTASKS": "0"})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (
+        "fpml: error: coordinator 127.0.0.1:61447 (:coordinator :auto) needs a process count and a process id in "
+        "0..count-1, got count 0 and id 0\n"
+    )
+
+
 def test_multi_process_flags_come_together():
     out = subprocess.run(
         [sys.executable, "-m", "fpml", "train", "fraud", "data=:synthetic", "--coordinator", "127.0.0.1:1"],
