@@ -1,8 +1,8 @@
 """Where one core beats all cores: fpml's scanned epoch by network width and batch size, per core setting.
 
 XLA sizes its CPU thread pool when its backend starts, so every measurement is a child process confined
-(or not) before JAX starts, with ``fpml.runtime.confine_to_cores`` as ``fpml train`` does it (on one core a
-small network's products also become XLA's own loops, ``fpml.runtime.use_inline_dots``). The two core
+(or not) before JAX starts, with ``fpml.runtime.prepare_cores`` as ``fpml train`` does it (on one core a
+small network's products also become XLA's own loops). The two core
 settings alternate, child by child (``--repeats`` children each), and each child reports the median of its
 timed epochs after an untimed compiling one; a cell's figure is the median over its children. Random data of
 the fraud shape (234,807 x 29). Run: ``.venv/bin/python bench/cpu_cores.py [--repeats 3]``.
@@ -29,10 +29,7 @@ def child(hidden: int, batch: int, cores: str) -> float:
         f"[{{:type :input :size 29}} {{:type :linear->relu :size {hidden}}} "
         f"{{:type :linear->relu :size {hidden}}} {{:type :linear :size 2}} {{:type :softmax}}]"
     )
-    confined = 1 if cores == "1" else None
-    runtime.confine_to_cores(confined)
-    if runtime.inline_dots(confined, description, batch):
-        runtime.use_inline_dots()  # as fpml train does (before JAX's backend starts)
+    runtime.prepare_cores(1 if cores == "1" else None, description, batch)  # as fpml train does
     import jax
     import jax.numpy as jnp
     import numpy as np

@@ -297,10 +297,8 @@ def main() -> None:
         print(json.dumps(memory(args.memory)))
         return
     if args.cores:
-        cores = 1 if args.cores == "1" else None
-        runtime.confine_to_cores(cores)  # every thread, before JAX's backend starts
-        if all(runtime.inline_dots(cores, NET, batch_size) for batch_size in args.batch_sizes):
-            runtime.use_inline_dots()  # as fpml train does on one core (every contender of the child gets it)
+        # as fpml train does, before JAX's backend starts; the largest batch decides for every contender
+        runtime.prepare_cores(1 if args.cores == "1" else None, NET, max(args.batch_sizes))
         print(json.dumps(measure(args)))
         return
     console = Console(width=max(Console().width, 132))

@@ -41,9 +41,7 @@ def _start(cfg) -> None:
     if cfg["platform"] != "gpu":
         several = cfg["coordinator"] is not None
         cores = runtime.cpu_cores(cfg["cpu-cores"], cfg["network"], cfg["batch-size"], multi_process=several)
-        runtime.confine_to_cores(cores, block=runtime.host_rank(process))
-        if runtime.inline_dots(cores, cfg["network"], cfg["batch-size"]):
-            runtime.use_inline_dots()
+        runtime.prepare_cores(cores, cfg["network"], cfg["batch-size"], block=runtime.host_rank(process))
 
 
 def _train(args: argparse.Namespace) -> int:

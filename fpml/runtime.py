@@ -133,6 +133,15 @@ def use_inline_dots() -> None:
         os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
 
 
+def prepare_cores(cores: int | None, description: Sequence[Mapping], batch_size: int, *, block: int = 0) -> None:
+    """Set up the process's CPU as ``fpml train`` does, before JAX starts its backend: confine it to ``cores``
+    (:func:`confine_to_cores`, the ``block``-th block), and for a small network on one core have XLA compile
+    its matrix products as its own loops (:func:`inline_dots`, :func:`use_inline_dots`)."""
+    confine_to_cores(cores, block=block)
+    if inline_dots(cores, description, batch_size):
+        use_inline_dots()
+
+
 #: Where cluster launchers say which of a host's processes this is.
 HOST_RANK_VARIABLES = ("SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK")
 

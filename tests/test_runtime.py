@@ -75,3 +75,16 @@ def test_inline_dots_on_a_machine_of_one_core(monkeypatch):
     small = config.load("fraud")["network"]
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0})
     assert runtime.inline_dots(None, small, 100)  # nothing to confine, but it runs on one core
+
+
+def test_prepare_cores_confines_and_sets_inline_dots_as_fpml_train_does(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime, "confine_to_cores", lambda cores, block=0: calls.append(("confine", cores, block)))
+    monkeypatch.setattr(runtime, "use_inline_dots", lambda: calls.append(("inline",)))
+    small = config.load("fraud")["network"]
+    runtime.prepare_cores(1, small, 100, block=3)
+    assert calls == [("confine", 1, 3), ("inline",)]
+    calls.clear()
+    runtime.prepare_cores(1, small, 100_000)  # one core, but a large step: no inline dots
+    runtime.prepare_cores(2, small, 100)  # two cores: no inline dots
+    assert [c[0] for c in calls] == ["confine", "confine"]
