@@ -95,9 +95,12 @@ def confine_to_cores(count: int | None, block: int = 0) -> None:
             pass  # the thread has ended meanwhile
 
 
+#: The XLA flag naming the operations XLA's CPU backend hands to YNNPACK as fusions; empty turns them off.
+YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+
 #: XLA CPU flags that compile small matrix products as XLA's own tiled loops instead of calls into YNNPACK
 #: (its default) or multi-threaded Eigen; see :func:`use_inline_dots`.
-INLINE_DOT_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "--xla_cpu_experimental_ynn_fusion_type=")
+INLINE_DOT_FLAGS = ("--xla_cpu_multi_thread_eigen=false", f"{YNN_FUSION_FLAG}=")
 
 #: The JAX release series whose XLA these flags were measured with (the one fpml requires and is tested
 #: with). XLA stops the process at start on a flag it does not know, so fpml run under another release
@@ -131,6 +134,18 @@ def use_inline_dots() -> None:
     extra = [flag for flag in INLINE_DOT_FLAGS if flag.split("=")[0] not in given]
     if extra:
         os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
+
+
+def ynnpack_products() -> bool:
+    """Whether XLA's CPU backend in this process runs matrix products as YNNPACK fusions (its default): not
+    where ``XLA_FLAGS`` gives :data:`YNN_FUSION_FLAG` an empty value (:func:`use_inline_dots` does). Read
+    from the environment, as XLA read it when its backend started."""
+    values = [
+        value.strip("'\"")
+        for name, _, value in (flag.partition("=") for flag in os.environ.get("XLA_FLAGS", "").split())
+        if name == YNN_FUSION_FLAG
+    ]
+    return not values or values[-1] != ""
 
 
 def prepare_cores(cores: int | None, description: Sequence[Mapping], batch_size: int, *, block: int = 0) -> None:

@@ -88,3 +88,22 @@ def test_prepare_cores_confines_and_sets_inline_dots_as_fpml_train_does(monkeypa
     runtime.prepare_cores(1, small, 100_000)  # one core, but a large step: no inline dots
     runtime.prepare_cores(2, small, 100)  # two cores: no inline dots
     assert [c[0] for c in calls] == ["confine", "confine"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "on"),
+    [
+        (None, True),
+        ("--xla_force_host_platform_device_count=8", True),
+        (" ".join(runtime.INLINE_DOT_FLAGS), False),
+        ("--xla_cpu_experimental_ynn_fusion_type=dot,eltwise", True),
+        ("--xla_cpu_experimental_ynn_fusion_type= --xla_cpu_experimental_ynn_fusion_type=dot", True),
+        ("--xla_cpu_experimental_ynn_fusion_type=dot --xla_cpu_experimental_ynn_fusion_type=''", False),
+    ],
+)
+def test_ynnpack_products_reads_the_last_fusion_flag_of_xla_flags(monkeypatch, flags, on):
+    if flags is None:
+        monkeypatch.delenv("XLA_FLAGS", raising=False)
+    else:
+        monkeypatch.setenv("XLA_FLAGS", flags)
+    assert runtime.ynnpack_products() is on
