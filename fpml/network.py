@@ -48,8 +48,8 @@ class Network(NamedTuple):
     - ``apply(params, x, *, key=None, train=False) -> y``: the network's output.
     - ``logits(...)``: the same, stopping before a final softmax/logistic (``head``), for stable losses.
 
-    At inference on XLA's CPU backend with YNNPACK, ``apply`` and ``logits`` run the :func:`widened`
-    network on zero-padded params: the same outputs, faster over many rows.
+    At inference on :data:`WIDEN_FROM_ROWS` rows or more on XLA's CPU backend with YNNPACK, ``apply`` and
+    ``logits`` run the :func:`widened` network on padded params: the same outputs to float rounding, faster.
     """
 
     description: PVector
@@ -229,9 +229,14 @@ def _apply_fn(stages: Sequence[Stage]) -> Callable[..., jax.Array]:
 
 
 #: XLA's CPU backend runs a product over many rows through YNNPACK fastest when the product's output width
-#: is a multiple of this: the fraud network's inference on 284,807 rows, 15.5-18.5 -> 13-14 ms on 2 cores
-#: with its hidden layers of 20 and 10 as 32 and 16 (``docs/performance.md``, "Inference").
+#: is a multiple of this: the fraud network's inference on 284,807 rows, 15.5-15.9 -> 13.2-13.5 ms on 2
+#: cores with its hidden layers of 20 and 10 as 32 and 16 (``docs/performance.md``, item 6).
 WIDTH_MULTIPLE = 16
+
+#: Fewer rows than this are scored by the network as it is: padding the parameters costs a few
+#: microseconds a call, more than widening saves on a batch of 100 rows (118 -> 124 us; 1,000 rows:
+#: 215 -> 205 us, 10,000: 1.24 -> 1.05 ms).
+WIDEN_FROM_ROWS = 1000
 
 
 def _widens(layers: Sequence[Mapping], index: int) -> bool:
@@ -250,10 +255,11 @@ def widened(layers: PVector) -> PVector:
     """``layers`` (normalised) with each small hidden linear layer's ``:size`` rounded up to a multiple of
     :data:`WIDTH_MULTIPLE`: what :class:`Network`'s ``apply`` runs at inference on XLA's CPU backend.
 
-    With its parameters zero-padded to the new shapes, the widened network computes the same outputs: a
-    padded unit's weights and bias are zero, and so are the next linear layer's weights from it, whatever
-    its activation makes of 0. A linear layer is widened when another linear layer follows with no softmax
-    in between (the softmax would sum over the padded units) and its input and output are at most
+    With its parameters padded to the new shapes (each padded unit a copy of the layer's last unit, the
+    next linear layer's weights from it zero), the widened network computes the same outputs, to float
+    rounding; only a hidden unit whose value is infinite (a network overflowing float32) makes its copy's
+    zero-weighted term NaN. A linear layer is widened when another linear layer follows with no softmax in
+    between (the softmax would sum over the padded units) and its input and output are at most
     :data:`~fpml.layers.SMALL_PRODUCT` wide (a larger product is bound by its arithmetic, which padding
     only adds to).
 
@@ -268,23 +274,30 @@ def widened(layers: PVector) -> PVector:
     )
 
 
-def _zero_padded(array: jax.Array, like: jax.ShapeDtypeStruct) -> jax.Array:
-    return jnp.pad(array, [(0, wide - narrow) for narrow, wide in zip(jnp.shape(array), like.shape, strict=True)])
+def _padded(array: jax.Array, like: jax.ShapeDtypeStruct) -> jax.Array:
+    """A layer's parameter padded to a widened layer's shape: rows for inputs from padded units are zero, the
+    padded units themselves (the last axis) copies of the last real one. A padded unit of zeros would be
+    NaN where an input is infinite (``inf * 0``), which the next layer would spread to every output."""
+    rows = [(0, wide - narrow) for narrow, wide in zip(jnp.shape(array)[:-1], like.shape[:-1], strict=True)]
+    units = (0, like.shape[-1] - jnp.shape(array)[-1])
+    return jnp.pad(jnp.pad(array, [*rows, (0, 0)]), [(0, 0)] * len(rows) + [units], mode="edge")
 
 
 def _inference_fn(
     plain: Callable[..., jax.Array], wide: Callable[..., jax.Array], shapes: tuple[Params, Params]
 ) -> Callable[..., jax.Array]:
-    """``plain``, except at inference on XLA's CPU backend with YNNPACK: ``wide`` (:func:`widened`) on the
-    parameters zero-padded from ``shapes[0]`` to ``shapes[1]``."""
+    """``plain``, except at inference on :data:`WIDEN_FROM_ROWS` rows or more on XLA's CPU backend with
+    YNNPACK: ``wide`` (:func:`widened`) on the parameters padded (:func:`_padded`) from ``shapes[0]`` to
+    ``shapes[1]``. Parameters of other shapes go ``plain``'s way (and fail as it fails)."""
     plain_shapes, wide_shapes = shapes
 
     def apply(params: Params, x: jax.Array, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
-        if train or jax.tree.map(jnp.shape, params) != plain_shapes or not runtime.ynnpack_products():
+        few_rows = math.prod(jnp.shape(x)[:-1]) < WIDEN_FROM_ROWS
+        if train or few_rows or jax.tree.map(jnp.shape, params) != plain_shapes or not runtime.ynnpack_products():
             return plain(params, x, key=key, train=train)
 
         def on_cpu() -> jax.Array:
-            return wide(jax.tree.map(_zero_padded, params, wide_shapes), x)
+            return wide(jax.tree.map(_padded, params, wide_shapes), x)
 
         return jax.lax.platform_dependent(cpu=on_cpu, default=lambda: plain(params, x))
 
