@@ -253,7 +253,8 @@ def _widens(layers: Sequence[Mapping], index: int) -> bool:
 
 def widened(layers: PVector) -> PVector:
     """``layers`` (normalised) with each small hidden linear layer's ``:size`` rounded up to a multiple of
-    :data:`WIDTH_MULTIPLE`: what :class:`Network`'s ``apply`` runs at inference on XLA's CPU backend.
+    :data:`WIDTH_MULTIPLE`: what :class:`Network`'s ``apply`` runs at inference on XLA's CPU backend with
+    YNNPACK, on :data:`WIDEN_FROM_ROWS` rows or more.
 
     With its parameters padded to the new shapes (each padded unit a copy of the layer's last unit, the
     next linear layer's weights from it zero), the widened network computes the same outputs, to float
