@@ -129,23 +129,23 @@ def use_inline_dots() -> None:
     """
     if xla_bridge.backends_are_initialized():
         raise RuntimeError("use_inline_dots must be called before JAX starts its backend (before any jax array)")
-    flags = os.environ.get("XLA_FLAGS", "")
-    given = {flag.split("=")[0] for flag in flags.split()}
-    extra = [flag for flag in INLINE_DOT_FLAGS if flag.split("=")[0] not in given]
+    given = _xla_flags()
+    extra = [flag for flag in INLINE_DOT_FLAGS if flag.partition("=")[0] not in given]
     if extra:
-        os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
+        os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()
+
+
+def _xla_flags() -> dict[str, str]:
+    """The ``XLA_FLAGS`` environment variable as flag -> value (unquoted; the last one where a flag repeats)."""
+    pairs = (flag.partition("=") for flag in os.environ.get("XLA_FLAGS", "").split())
+    return {name: value.strip("'\"") for name, _, value in pairs}
 
 
 def ynnpack_products() -> bool:
     """Whether XLA's CPU backend in this process runs matrix products as YNNPACK fusions (its default): not
     where ``XLA_FLAGS`` gives :data:`YNN_FUSION_FLAG` an empty value (:func:`use_inline_dots` does). Read
     from the environment, as XLA read it when its backend started."""
-    values = [
-        value.strip("'\"")
-        for name, _, value in (flag.partition("=") for flag in os.environ.get("XLA_FLAGS", "").split())
-        if name == YNN_FUSION_FLAG
-    ]
-    return not values or values[-1] != ""
+    return _xla_flags().get(YNN_FUSION_FLAG) != ""
 
 
 def prepare_cores(cores: int | None, description: Sequence[Mapping], batch_size: int, *, block: int = 0) -> None:
